@@ -1,0 +1,30 @@
+"""The ``quartermaster`` command. Each area registers its sub-commands from its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from quartermaster import __version__
+
+app = typer.Typer(
+    name="quartermaster",
+    help="Cheap LLM serving on Kubernetes GPU node pools, with guarantees.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Cheap LLM serving on Kubernetes GPU node pools, with guarantees."""
+
+
+@app.command()
+def version() -> None:
+    """Print the Quartermaster version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
