@@ -63,4 +63,17 @@ helm_ld="-X $hv/internal/version.version=$HELM_VERSION -X $hv/internal/version.g
 helm_ld+=" -X $hv/pkg/lint/rules.k8sVersionMajor=1 -X $hv/pkg/lint/rules.k8sVersionMinor=$k8s_minor"
 helm_ld+=" -X $hv/pkg/chartutil.k8sVersionMajor=1 -X $hv/pkg/chartutil.k8sVersionMinor=$k8s_minor"
 build helm helm helm.sh/helm/v3/cmd/helm "$helm_ld"
+
+# kwok needs Stage objects to know how to play the kubelet: take the upstream "fast" node and pod stages
+# and the lease heartbeat from the pinned kwok module.
+stages="$bin/../kwok-stages.yaml"
+if [[ ! -s "$stages" ]]; then
+  kwok_dir=$(cd "$here/tools/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok) ||
+    die "locate the kwok module" "cd hack/tools/kwok && go list -m sigs.k8s.io/kwok" "run 'go mod download' there"
+  s="$kwok_dir/kustomize/stage"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    cat "$s/$f"; echo "---"
+  done > "$stages.tmp" && mv "$stages.tmp" "$stages"
+fi
 echo "$bin"

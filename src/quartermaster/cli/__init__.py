@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from quartermaster import __version__
+from quartermaster.cli import devcluster
 
 app = typer.Typer(
     name="quartermaster",
@@ -13,6 +14,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+app.add_typer(devcluster.app, name="dev-cluster")
 
 
 @app.callback()

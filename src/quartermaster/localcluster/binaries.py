@@ -33,8 +33,8 @@ def versions(path: pathlib.Path | None = None) -> dict[str, str]:
     """Parses ``hack/versions.env`` (KEY=VALUE lines) into a dict."""
     path = path or HACK_DIR / "versions.env"
     result: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
             result[key.strip()] = value.strip()
