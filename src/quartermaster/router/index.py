@@ -1,0 +1,152 @@
+"""Nearest-representative lookup: embedding -> query cluster.
+
+The clustering job summarises every query cluster by a few representatives (unit vectors in the
+embedding space of the clustering's embedding model). At request time the router embeds the query and
+asks for the representative with the highest inner product (= cosine similarity, all vectors are
+L2-normalised). If that similarity is at least the clustering's ``alpha`` the query belongs to the
+representative's cluster; otherwise it is out of distribution and goes to the default cluster.
+
+The search is exact (``faiss.IndexFlatIP``): 10k representatives x 384 dimensions is ~4 M multiply-adds
+per query, well under a millisecond, and an exact index needs no training, so a config reload rebuilds
+it in milliseconds. faiss uses OpenMP; for one query at a time its thread pool only adds overhead, so the
+index limits faiss to ``omp_threads`` threads (default 1) for single-query searches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+logger = logging.getLogger(__name__)
+
+
+class RepresentativeIndexError(ValueError):
+    """Representatives or a query vector do not fit the index (wrong shape, NaN, zero vector)."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The cluster a query vector falls into.
+
+    ``representative`` is the row of the nearest representative (-1 if the index is empty) and
+    ``similarity`` its inner product with the query; ``in_distribution`` is ``similarity >= alpha``.
+    """
+
+    cluster: str
+    similarity: float
+    representative: int
+    in_distribution: bool
+
+
+def as_unit_rows(vectors: ArrayLike, *, what: str) -> NDArray[np.float32]:
+    """Coerce to a C-contiguous float32 (n, d) array of unit rows (the one conversion at the boundary)."""
+    arr = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise RepresentativeIndexError(
+            f"{what}: expected a (n, d) matrix of embeddings, got shape {arr.shape}."
+        )
+    if not np.all(np.isfinite(arr)):
+        raise RepresentativeIndexError(f"{what}: contains NaN or infinite values; send finite floats.")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    if np.any(norms == 0.0):
+        raise RepresentativeIndexError(
+            f"{what}: contains an all-zero vector, which has no direction; drop it."
+        )
+    return np.ascontiguousarray(arr / norms, dtype=np.float32)
+
+
+class RepresentativeIndex:
+    """Exact inner-product index over labelled cluster representatives.
+
+    Parameters
+    ----------
+    vectors:
+        (n, d) representatives; rows are L2-normalised here.
+    labels:
+        The cluster name of each row (length n).
+    alpha:
+        Similarity threshold: below it a query is out of distribution.
+    default_cluster:
+        The cluster for out-of-distribution queries (and for every query when ``n == 0``).
+    omp_threads:
+        faiss/OpenMP threads used for a search (1 is fastest for a single query).
+    """
+
+    def __init__(
+        self,
+        vectors: ArrayLike,
+        labels: list[str],
+        *,
+        alpha: float,
+        default_cluster: str,
+        omp_threads: int = 1,
+    ) -> None:
+        if not -1.0 <= alpha <= 1.0:
+            raise RepresentativeIndexError(
+                f"alpha={alpha} is not a cosine similarity; use a value in [-1, 1]."
+            )
+        arr = np.asarray(vectors, dtype=np.float32)
+        if arr.size == 0:
+            if labels:
+                raise RepresentativeIndexError(f"{len(labels)} labels but no representative vectors.")
+            self.dim: int | None = None
+            self._index: faiss.IndexFlatIP | None = None
+            unit = np.zeros((0, 0), dtype=np.float32)
+        else:
+            unit = as_unit_rows(arr, what="representatives")
+            if len(labels) != unit.shape[0]:
+                raise RepresentativeIndexError(
+                    f"{unit.shape[0]} representative vectors but {len(labels)} labels; give one "
+                    "cluster label per representative."
+                )
+            self.dim = int(unit.shape[1])
+            self._index = faiss.IndexFlatIP(self.dim)
+            self._index.add(unit)
+        self.vectors = unit
+        self.labels = list(labels)
+        self.alpha = float(alpha)
+        self.default_cluster = default_cluster
+        self.omp_threads = omp_threads
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def search(self, queries: ArrayLike) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top-1 similarity and row for each query (rows of -1 / -inf when the index is empty)."""
+        q = as_unit_rows(queries, what="query embedding")
+        if self._index is None:
+            n = q.shape[0]
+            return np.full(n, -np.inf, dtype=np.float32), np.full(n, -1, dtype=np.int64)
+        if q.shape[1] != self.dim:
+            raise RepresentativeIndexError(
+                f"query embedding has {q.shape[1]} dimensions but the representatives have {self.dim}; "
+                "embed with the clustering's embedding model."
+            )
+        faiss.omp_set_num_threads(self.omp_threads)
+        sims, rows = self._index.search(q, 1)
+        return sims[:, 0], rows[:, 0].astype(np.int64)
+
+    def assign(self, query: ArrayLike) -> Assignment:
+        """The cluster of one query vector (nearest representative if similar enough, else default)."""
+        sims, rows = self.search(query)
+        if sims.shape[0] != 1:
+            raise RepresentativeIndexError(
+                f"assign() takes one query vector, got {sims.shape[0]}; use assign_many()."
+            )
+        return self._assignment(float(sims[0]), int(rows[0]))
+
+    def assign_many(self, queries: ArrayLike) -> list[Assignment]:
+        """The cluster of each row of ``queries``."""
+        sims, rows = self.search(queries)
+        return [self._assignment(float(s), int(r)) for s, r in zip(sims, rows, strict=True)]
+
+    def _assignment(self, similarity: float, row: int) -> Assignment:
+        if row < 0 or similarity < self.alpha:
+            return Assignment(self.default_cluster, similarity, row, False)
+        return Assignment(self.labels[row], similarity, row, True)
