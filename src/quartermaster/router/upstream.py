@@ -150,13 +150,23 @@ class UpstreamPool:
         except KeyError:
             raise UnknownUpstreamModelError(model) from None
 
-    def candidates(self, model: str) -> list[str]:
-        """Endpoints to try for one request, in order: healthy ones (rotated), then ejected ones."""
+    def candidates(self, model: str, prefer: str | None = None) -> list[str]:
+        """Endpoints to try for one request, in order: healthy ones, then ejected ones.
+
+        ``prefer`` (the target the policy chose) goes first; the others follow in round-robin order.
+        """
         urls = self.endpoints(model)
         if not urls:
             return []
-        start = next(self._counters[model]) % len(urls)
-        rotated = list(urls[start:] + urls[:start])
+        if prefer is not None and prefer in urls:
+            others = [u for u in urls if u != prefer]
+            if others:
+                k = next(self._counters[model]) % len(others)
+                others = others[k:] + others[:k]
+            rotated = [prefer, *others]
+        else:
+            start = next(self._counters[model]) % len(urls)
+            rotated = list(urls[start:] + urls[:start])
         now = self._clock()
         healthy = [u for u in rotated if self._ejected_until.get(u, 0.0) <= now]
         ejected = [u for u in rotated if self._ejected_until.get(u, 0.0) > now]
@@ -169,18 +179,30 @@ class UpstreamPool:
 
     # -- calls -----------------------------------------------------------------------------------
     async def post(
-        self, model: str, path: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+        self,
+        model: str,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        prefer: str | None = None,
     ) -> UpstreamResponse:
         """POST ``body`` as JSON and read the whole answer (retrying as described in the module doc)."""
-        result = await self._send(model, path, body, headers=headers, stream=False)
+        result = await self._send(model, path, body, headers=headers, stream=False, prefer=prefer)
         assert isinstance(result, UpstreamResponse)
         return result
 
     async def stream(
-        self, model: str, path: str, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+        self,
+        model: str,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        prefer: str | None = None,
     ) -> UpstreamStream | UpstreamResponse:
         """POST and return the open stream on 200, or the complete answer on an upstream error status."""
-        return await self._send(model, path, body, headers=headers, stream=True)
+        return await self._send(model, path, body, headers=headers, stream=True, prefer=prefer)
 
     async def _send(
         self,
@@ -190,6 +212,7 @@ class UpstreamPool:
         *,
         headers: Mapping[str, str] | None,
         stream: bool,
+        prefer: str | None = None,
     ) -> UpstreamStream | UpstreamResponse:
         content = json.dumps(body, separators=(",", ":")).encode()
         hdrs = {
@@ -198,7 +221,7 @@ class UpstreamPool:
         }
         if headers:
             hdrs.update(headers)
-        candidates = self.candidates(model)
+        candidates = self.candidates(model, prefer)
         if not candidates:
             raise UpstreamUnavailableError(model, "the configuration lists no endpoint for it")
         last = "no attempt"
@@ -251,9 +274,10 @@ class UpstreamPool:
         response.raise_for_status()
         return response.json()
 
-    async def post_json(self, url: str, body: Mapping[str, Any]) -> Any:
-        """POST to an absolute URL and return its JSON (no endpoint rotation; used by the embedder)."""
-        response = await self._client.post(url, json=body)
+    async def post_json(self, url: str, body: Mapping[str, Any], *, timeout_s: float | None = None) -> Any:
+        """POST to an absolute URL and return its JSON (no endpoint rotation; embedder, judge hooks)."""
+        timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else httpx.Timeout(timeout_s)
+        response = await self._client.post(url, json=body, timeout=timeout)
         response.raise_for_status()
         return response.json()
 
