@@ -107,7 +107,7 @@ def _check_labels(correct: FloatArray, models: tuple[str, ...]) -> None:
     if bad.any():
         i, j = (int(v) for v in np.argwhere(bad)[0])
         raise EvalTableError(
-            f"model {models[j]}: label {correct[i, j]!r} at query row {i} is not 0/1; "
+            f"model {models[j]}: label {float(correct[i, j]):g} at query row {i} is not 0/1; "
             "binarise the correctness column (e.g. score > 0 -> 1)"
         )
     empty = [models[j] for j in range(len(models)) if not present[:, j].any()]
