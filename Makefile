@@ -52,6 +52,11 @@ test: venv binaries lint ## The README's test command: lint, then unit + integra
 test-unit: venv ## Unit tests only (no control plane).
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+##@ Manifests
+.PHONY: manifests
+manifests: venv ## Generate the CRDs from the pydantic models into crds/ (a test diffs the committed copy).
+	$(BIN)/python -m quartermaster.api.crds crds
+
 ##@ Local control plane
 .PHONY: cluster-up
 cluster-up: venv binaries ## Start etcd, kube-apiserver, controller-manager, scheduler, kwok + fake GPU nodes.

@@ -84,3 +84,37 @@ def wait_for(
 @pytest.fixture(name="wait_for")
 def wait_for_fixture() -> Callable[..., object]:
     return wait_for
+
+
+@pytest.fixture(scope="session")
+def crds(api_client: client.ApiClient) -> list[str]:
+    """Server-side-applies the generated CRDs once per run and waits until they are Established."""
+    from kubernetes.dynamic import DynamicClient
+
+    from quartermaster.api.crdgen import crd
+    from quartermaster.api.crds import KINDS
+
+    resource = DynamicClient(api_client).resources.get(
+        api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition"
+    )
+    names = []
+    for kind in KINDS:
+        body = crd(kind)
+        resource.server_side_apply(
+            body=body,
+            name=body["metadata"]["name"],
+            field_manager="quartermaster-tests",
+            force_conflicts=True,
+        )
+        names.append(body["metadata"]["name"])
+    ext = client.ApiextensionsV1Api(api_client)
+
+    def established() -> bool:
+        for name in names:
+            got = ext.read_custom_resource_definition(name)
+            if not any(c.type == "Established" and c.status == "True" for c in got.status.conditions or []):
+                return False
+        return True
+
+    wait_for(established, what=f"CRDs {names} Established")
+    return names
