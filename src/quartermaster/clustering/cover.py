@@ -1,0 +1,107 @@
+"""Greedy (Johnson-Chvatal) set cover over alpha-balls inside one cell.
+
+Universe: the ``c`` rows of a cell. Sets: ``ball(j) = {i : cos(x_i, x_j) >= alpha}`` for every row ``j`` of
+the cell. Greedy repeatedly picks the row whose ball covers the most still-uncovered rows (ties: lowest
+position), makes it a representative and assigns those rows to it. This is a ``H(c) <= 1 + ln c``
+approximation of the minimum number of representatives for the cell, and every assignment is a ball
+membership, so each member is within cosine ``alpha`` of its representative by construction.
+
+Memory is one ``c x c`` float32 similarity block plus one ``c x c`` boolean ball matrix; nothing larger than a
+cell is ever materialised. Counts are updated incrementally (``O(c^2)`` per cell in total).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from quartermaster.clustering.similarity import ACCEPT_TOLERANCE, decide_pairs
+from quartermaster.clustering.validation import normalized_float64
+
+__all__ = ["CellCover", "ball_matrix", "cover_cell", "greedy_set_cover"]
+
+# Above this fraction of undecided pairs the whole cell block is recomputed in float64 (e.g. alpha = 1 with
+# many duplicate rows), which is cheaper than gathering pairs one by one.
+_FULL_FLOAT64_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class CellCover:
+    """Cover of one cell, in input row indices."""
+
+    representatives: npt.NDArray[np.int64]
+    assignment: npt.NDArray[np.int64]  # representative row of every row of the cell (same order as rows)
+
+
+def ball_matrix(
+    X32: npt.NDArray[np.float32],
+    X: npt.NDArray[np.floating],
+    rows: npt.NDArray[np.int64],
+    alpha: float,
+    margin: float,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Similarity block ``S`` (float32, symmetrised) and ball membership ``B`` of the cell ``rows``.
+
+    ``X32`` holds the normalised float32 rows, ``X`` the original input used for float64 decisions.
+    """
+    block = X32[rows]
+    S = block @ block.T
+    np.minimum(S, S.T, out=S)  # exact symmetry: decisions for (i, j) and (j, i) must agree
+    B = alpha + margin <= S
+    band_i, band_j = np.nonzero((alpha - margin <= S) & ~B)
+    if band_i.size > _FULL_FLOAT64_FRACTION * S.size:
+        X64 = normalized_float64(X, rows)
+        B = alpha - ACCEPT_TOLERANCE <= (X64 @ X64.T)
+        B = B & B.T
+    elif band_i.size:
+        B[band_i, band_j] = decide_pairs(S[band_i, band_j], alpha, margin, X, rows[band_i], rows[band_j])
+    np.fill_diagonal(B, True)
+    return S, B
+
+
+def greedy_set_cover(B: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Johnson-Chvatal greedy cover of a symmetric ball matrix with a true diagonal.
+
+    Returns the chosen positions (in the order chosen) and, for every position, the chosen position that first
+    covered it.
+    """
+    c = B.shape[0]
+    counts = B.sum(axis=1, dtype=np.int64)
+    uncovered = np.ones(c, dtype=np.bool_)
+    assignment = np.full(c, -1, dtype=np.int64)
+    chosen: list[int] = []
+    remaining = c
+    while remaining > 0:
+        j = int(np.argmax(counts))
+        newly = np.flatnonzero(B[j] & uncovered)
+        assignment[newly] = j
+        uncovered[newly] = False
+        remaining -= newly.size
+        counts -= B[newly].sum(axis=0, dtype=np.int64)
+        chosen.append(j)
+    reps = np.asarray(chosen, dtype=np.int64)
+    assignment[reps] = reps  # a representative always belongs to its own cluster
+    return reps, assignment
+
+
+def cover_cell(
+    X32: npt.NDArray[np.float32],
+    X: npt.NDArray[np.floating],
+    rows: npt.NDArray[np.int64],
+    alpha: float,
+    margin: float,
+    *,
+    reassign: bool,
+) -> CellCover:
+    """Greedy cover of the cell ``rows``; ``reassign`` moves every row to its most similar representative."""
+    if rows.size == 1:
+        return CellCover(representatives=rows.copy(), assignment=rows.copy())
+    S, B = ball_matrix(X32, X, rows, alpha, margin)
+    reps, assignment = greedy_set_cover(B)
+    if reassign and reps.size > 1:
+        scores = np.where(B[:, reps], S[:, reps], -np.inf)
+        assignment = reps[np.argmax(scores, axis=1)]
+        assignment[reps] = reps
+    return CellCover(representatives=rows[np.sort(reps)], assignment=rows[assignment])

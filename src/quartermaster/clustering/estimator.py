@@ -1,0 +1,280 @@
+"""``GuardrailedClustering``: the two-stage clustering with a checkable guarantee (arXiv 2607.19704).
+
+Promise: for every row ``r`` with representative ``rep(r)``, ``cos(x_r, x_rep(r)) >= alpha`` (checked in
+float64, see :mod:`.verify`) and ``attrs(r) == attrs(rep(r))`` exactly. Calling the LLM once per
+representative is then safe for every member.
+
+Pipeline (per partition of rows with identical attributes, each processed independently with a seed derived
+from ``random_state`` and the partition's attribute values, so sharding by partition reproduces the
+unsharded result exactly):
+
+1. :func:`~.cells.split_into_cells` — hierarchical spherical k-means (faiss) into cells of <= ``cell_size``
+   rows;
+2. :func:`~.cover.cover_cell` — greedy Johnson-Chvatal set cover over alpha-balls in each cell;
+3. :func:`~.crosscell.cross_cell_pass` — reverse delete of representatives made redundant by cell boundaries
+   (an improvement over the paper; never breaks the guarantee, never adds representatives);
+4. :mod:`~.trim` — keep the largest clusters up to a coverage target and/or a minimum size.
+
+Cluster ids are ordered by representative row index. Peak memory is ``O(n d + cell_size^2)``: the input, one
+float32 normalised copy, and one cell block at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from quartermaster.clustering.cells import Cells, split_into_cells
+from quartermaster.clustering.cover import cover_cell
+from quartermaster.clustering.crosscell import CrossCellParams, cross_cell_pass
+from quartermaster.clustering.errors import ClusteringInputError
+from quartermaster.clustering.partition import as_attribute_columns, partition_rows
+from quartermaster.clustering.similarity import float32_margin, rowwise_cosine64
+from quartermaster.clustering.trim import check_trim, kept_clusters
+from quartermaster.clustering.validation import CHUNK_ROWS, check_alpha, normalized_float32
+
+__all__ = ["GuardrailedClustering", "ProgressCallback"]
+
+logger = logging.getLogger(__name__)
+
+#: ``progress(stage, done, total)`` — called as work completes (stages: "cover", "similarity").
+ProgressCallback = Callable[[str, int, int], None]
+
+
+def _check_int(name: str, value: int, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ClusteringInputError(f"{name}={value!r} must be an integer >= {low}")
+    return int(value)
+
+
+class GuardrailedClustering:
+    """Guardrailed clustering of embedding rows (scikit-learn style estimator).
+
+    Parameters
+    ----------
+    alpha:
+        Cosine threshold in (0, 1]: every row is at least this similar to its representative.
+    attributes:
+        Names of the attribute columns to match exactly, selected from the mapping/table passed to ``fit``;
+        ``None`` uses every column passed to ``fit``.
+    cell_size:
+        Maximum rows per cell of the coarse split (memory ``O(cell_size^2)``, time ``O(n cell_size d)``).
+    branching:
+        Maximum k of each k-means split of the hierarchical coarse split.
+    kmeans_iter, kmeans_points_per_centroid:
+        faiss k-means iterations and training sample size per centroid.
+    reassign:
+        Move every row to its most similar valid representative after the cover (guarantee preserved).
+    cross_cell:
+        Run the cross-cell reverse-delete pass (fewer representatives at the same alpha).
+    cross_cell_max_size, cross_cell_neighbors, cross_cell_nprobe:
+        Knobs of the cross-cell pass (:class:`~.crosscell.CrossCellParams`).
+    trim_coverage, min_cluster_size:
+        Tail trimming (:mod:`.trim`); ``None`` keeps every cluster.
+    random_state:
+        Seed of the k-means sampling and initialisation.
+
+    Attributes
+    ----------
+    labels_ : (n,) int64 cluster id of each row; ids ordered by representative row index.
+    representatives_ : (n_clusters_,) int64 row index of each cluster's representative (ascending).
+    similarity_ : (n,) float64 cosine of each row to its representative (computed in float64).
+    trimmed_ : (n,) bool, row belongs to a trimmed cluster.
+    cluster_sizes_, cluster_trimmed_ : per cluster.
+    cluster_partition_ : (n_clusters_,) index into ``partition_values_`` (attribute tuples).
+    n_clusters_, n_clusters_kept_, n_partitions_, n_cells_, n_clusters_before_cross_cell_ : counts.
+    min_similarity_ : float; timings_ : seconds per stage; n_features_in_ : int.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.7,
+        *,
+        attributes: Sequence[str] | None = None,
+        cell_size: int = 1024,
+        branching: int = 32,
+        kmeans_iter: int = 10,
+        kmeans_points_per_centroid: int = 64,
+        reassign: bool = True,
+        cross_cell: bool = True,
+        cross_cell_max_size: int = 16,
+        cross_cell_neighbors: int = 8,
+        cross_cell_nprobe: int = 8,
+        trim_coverage: float | None = None,
+        min_cluster_size: int | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.alpha = alpha
+        self.attributes = attributes
+        self.cell_size = cell_size
+        self.branching = branching
+        self.kmeans_iter = kmeans_iter
+        self.kmeans_points_per_centroid = kmeans_points_per_centroid
+        self.reassign = reassign
+        self.cross_cell = cross_cell
+        self.cross_cell_max_size = cross_cell_max_size
+        self.cross_cell_neighbors = cross_cell_neighbors
+        self.cross_cell_nprobe = cross_cell_nprobe
+        self.trim_coverage = trim_coverage
+        self.min_cluster_size = min_cluster_size
+        self.random_state = random_state
+
+    # -- parameters ------------------------------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters (scikit-learn protocol)."""
+        del deep
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        """Set constructor parameters (scikit-learn protocol)."""
+        for name, value in params.items():
+            if name not in self._param_names():
+                raise ClusteringInputError(
+                    f"unknown parameter {name!r}; valid: {sorted(self._param_names())}"
+                )
+            setattr(self, name, value)
+        return self
+
+    @staticmethod
+    def _param_names() -> tuple[str, ...]:
+        return (
+            "alpha", "attributes", "cell_size", "branching", "kmeans_iter", "kmeans_points_per_centroid",
+            "reassign", "cross_cell", "cross_cell_max_size", "cross_cell_neighbors", "cross_cell_nprobe",
+            "trim_coverage", "min_cluster_size", "random_state",
+        )  # fmt: skip
+
+    def _validated(self) -> tuple[float, CrossCellParams]:
+        alpha = check_alpha(self.alpha)
+        _check_int("cell_size", self.cell_size, 2)
+        _check_int("branching", self.branching, 2)
+        _check_int("kmeans_iter", self.kmeans_iter, 1)
+        _check_int("kmeans_points_per_centroid", self.kmeans_points_per_centroid, 1)
+        _check_int("random_state", self.random_state, 0)
+        check_trim(self.trim_coverage, self.min_cluster_size)
+        params = CrossCellParams(
+            max_size=_check_int("cross_cell_max_size", self.cross_cell_max_size, 1),
+            neighbors=_check_int("cross_cell_neighbors", self.cross_cell_neighbors, 1),
+            nprobe=_check_int("cross_cell_nprobe", self.cross_cell_nprobe, 1),
+        )
+        return alpha, params
+
+    def _attribute_columns(self, attributes: object, n: int) -> dict[str, Any]:
+        if isinstance(attributes, pa.Table):
+            attributes = {name: attributes.column(name) for name in attributes.column_names}
+        columns = as_attribute_columns(attributes, n)
+        if self.attributes is None:
+            return columns
+        missing = [name for name in self.attributes if name not in columns]
+        if missing:
+            raise ClusteringInputError(
+                f"attribute column(s) {missing} not found; available: {sorted(columns)}; pass them to fit() "
+                "or remove them from attributes="
+            )
+        return {name: columns[name] for name in self.attributes}
+
+    def _partition_seed(self, key: int) -> int:
+        state = np.random.SeedSequence([int(self.random_state), key]).generate_state(1, dtype=np.uint32)
+        return int(state[0])
+
+    # -- fit -------------------------------------------------------------------------------------------------
+    def fit(self, X: object, attributes: object = None, *, progress: ProgressCallback | None = None) -> Self:
+        """Cluster the rows of ``X`` (n x d), matching ``attributes`` exactly. Returns ``self``."""
+        alpha, cc_params = self._validated()
+        t0 = time.perf_counter()
+        X_in = np.asarray(X) if not isinstance(X, np.ndarray) else X
+        X32 = normalized_float32(X_in)  # validates shape, finiteness and norms
+        n, d = X32.shape
+        margin = float32_margin(d)
+        parts = partition_rows(self._attribute_columns(attributes, n), n)
+        t_valid = time.perf_counter()
+
+        assignment = np.empty(n, dtype=np.int64)
+        n_cells = 0
+        before_cross = 0
+        t_cells = t_cover = t_cross = 0.0
+        done = 0
+        for rows, key in zip(parts.members, parts.keys, strict=True):
+            ts = time.perf_counter()
+            if rows.size <= self.cell_size:
+                cells = Cells(members=[rows], centroids=np.zeros((1, d), dtype=np.float32))
+            else:
+                cells = split_into_cells(
+                    X32,
+                    rows,
+                    cell_size=self.cell_size,
+                    branching=self.branching,
+                    niter=self.kmeans_iter,
+                    max_points_per_centroid=self.kmeans_points_per_centroid,
+                    seed=self._partition_seed(key),
+                )
+            tc = time.perf_counter()
+            for cell in cells.members:
+                cov = cover_cell(X32, X_in, cell, alpha, margin, reassign=self.reassign)
+                assignment[cell] = cov.assignment
+                before_cross += cov.representatives.size
+                done += cell.size
+                if progress is not None:
+                    progress("cover", done, n)
+            tx = time.perf_counter()
+            if self.cross_cell and len(cells.members) > 1:
+                assignment[rows] = cross_cell_pass(
+                    X32, X_in, rows, assignment[rows], cells.centroids, alpha, margin, cc_params,
+                    reassign=self.reassign,
+                )  # fmt: skip
+            n_cells += len(cells.members)
+            t_cells += tc - ts
+            t_cover += tx - tc
+            t_cross += time.perf_counter() - tx
+
+        del X32
+        ts = time.perf_counter()
+        reps = np.unique(assignment)
+        labels = np.searchsorted(reps, assignment).astype(np.int64)
+        similarity = np.empty(n, dtype=np.float64)
+        for start in range(0, n, CHUNK_ROWS):
+            rows = np.arange(start, min(n, start + CHUNK_ROWS), dtype=np.int64)
+            similarity[rows] = rowwise_cosine64(X_in, rows, assignment[rows])
+            if progress is not None:
+                progress("similarity", int(rows[-1]) + 1, n)
+        sizes = np.bincount(labels, minlength=reps.size).astype(np.int64)
+        keep = kept_clusters(sizes, coverage=self.trim_coverage, min_size=self.min_cluster_size)
+
+        self.n_features_in_ = d
+        self.labels_ = labels
+        self.representatives_ = reps
+        self.similarity_ = similarity
+        self.cluster_sizes_ = sizes
+        self.cluster_trimmed_ = ~keep
+        self.trimmed_ = ~keep[labels]
+        self.partition_values_ = parts.values
+        self.cluster_partition_ = parts.codes[reps]
+        self.n_clusters_ = int(reps.size)
+        self.n_clusters_kept_ = int(keep.sum())
+        self.n_partitions_ = len(parts.members)
+        self.n_cells_ = n_cells
+        self.n_clusters_before_cross_cell_ = before_cross
+        self.min_similarity_ = float(similarity.min())
+        self.timings_ = {
+            "validate": t_valid - t0,
+            "cells": t_cells,
+            "cover": t_cover,
+            "cross_cell": t_cross,
+            "finalize": time.perf_counter() - ts,
+            "total": time.perf_counter() - t0,
+        }
+        logger.info(
+            "clustered %d rows into %d clusters (%d before cross-cell, %d partitions, %d cells) in %.2fs",
+            n, reps.size, before_cross, len(parts.members), n_cells, self.timings_["total"],
+        )  # fmt: skip
+        return self
+
+    def fit_predict(self, X: object, attributes: object = None) -> npt.NDArray[np.int64]:
+        """``fit`` and return ``labels_``."""
+        labels: npt.NDArray[np.int64] = self.fit(X, attributes).labels_
+        return labels

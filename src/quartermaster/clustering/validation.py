@@ -1,0 +1,166 @@
+"""Input validation and normalisation at the boundary.
+
+Embeddings must be a 2-D matrix of finite values with non-zero rows; cosine similarity then is the dot
+product of the L2-normalised rows. Normalisation is computed in float64 per chunk and rounded once to
+float32, so every component of the float32 copy is within one float32 ulp of the exact unit vector (this
+bounds the float32 similarity error, see :mod:`quartermaster.clustering.similarity`).
+
+Invalid rows (NaN/inf, zero norm) are either an error naming the counts and the fix, or — with
+``drop_invalid`` — removed and reported by :class:`InvalidRows`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from quartermaster.clustering.errors import ClusteringInputError
+
+__all__ = [
+    "CHUNK_ROWS",
+    "InvalidRows",
+    "check_alpha",
+    "find_invalid_rows",
+    "normalized_float32",
+    "normalized_float64",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Rows processed per chunk when scanning or normalising (bounds temporary float64 memory to ~50 MB at d=384).
+CHUNK_ROWS = 16384
+
+
+@dataclass(frozen=True)
+class InvalidRows:
+    """Counts (and row positions) of rows that cannot be clustered."""
+
+    non_finite: int = 0
+    zero_norm: int = 0
+    wrong_dimension: int = 0
+    null: int = 0
+    positions: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @property
+    def total(self) -> int:
+        return int(self.positions.size)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "non_finite": self.non_finite,
+            "zero_norm": self.zero_norm,
+            "wrong_dimension": self.wrong_dimension,
+            "null": self.null,
+        }
+
+    def describe(self) -> str:
+        parts = [f"{v} {k.replace('_', '-')}" for k, v in self.as_dict().items() if v]
+        return ", ".join(parts) if parts else "none"
+
+    def merged(self, other: InvalidRows) -> InvalidRows:
+        """Union of two reports (positions refer to the same row numbering)."""
+        return InvalidRows(
+            non_finite=self.non_finite + other.non_finite,
+            zero_norm=self.zero_norm + other.zero_norm,
+            wrong_dimension=self.wrong_dimension + other.wrong_dimension,
+            null=self.null + other.null,
+            positions=np.union1d(self.positions, other.positions).astype(np.int64),
+        )
+
+
+def check_alpha(alpha: float) -> float:
+    """Return ``alpha`` as a float if it is a cosine threshold in (0, 1]; raise otherwise."""
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise ClusteringInputError(
+            f"alpha={alpha!r} is not a number; pass a cosine threshold in (0, 1], e.g. --alpha 0.7"
+        ) from None
+    if not np.isfinite(value) or not 0.0 < value <= 1.0:
+        raise ClusteringInputError(
+            f"alpha={alpha!r} is outside (0, 1]; pass a cosine threshold in (0, 1], e.g. --alpha 0.7 "
+            "(1 groups only identical directions, lower values give fewer, looser clusters)"
+        )
+    return value
+
+
+def _as_matrix(X: object) -> npt.NDArray[np.floating]:
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ClusteringInputError(
+            f"embeddings have shape {arr.shape}; pass a 2-D matrix with one row per query (n_rows, dim)"
+        )
+    if arr.shape[0] == 0:
+        raise ClusteringInputError("the input has 0 rows; pass at least one embedding row")
+    if arr.shape[1] == 0:
+        raise ClusteringInputError("embeddings have dimension 0; pass vectors with at least one component")
+    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+        raise ClusteringInputError(
+            f"embeddings have dtype {arr.dtype}; pass a numeric (float32/float64) matrix"
+        )
+    return arr
+
+
+def find_invalid_rows(X: object) -> InvalidRows:
+    """Scan ``X`` chunk by chunk for non-finite values and zero-norm rows."""
+    arr = _as_matrix(X)
+    bad_nf: list[npt.NDArray[np.int64]] = []
+    bad_zero: list[npt.NDArray[np.int64]] = []
+    for start in range(0, arr.shape[0], CHUNK_ROWS):
+        block = np.asarray(arr[start : start + CHUNK_ROWS], dtype=np.float64)
+        finite = np.asarray(np.isfinite(block).all(axis=1), dtype=np.bool_)
+        nf = np.flatnonzero(~finite)
+        if nf.size:
+            bad_nf.append(nf.astype(np.int64) + start)
+        clean = np.where(finite.reshape(-1, 1), block, 0.0)
+        norms = np.einsum("ij,ij->i", clean, clean)
+        zero = np.flatnonzero(np.logical_and(finite, ~(norms > 0.0)))
+        if zero.size:
+            bad_zero.append(zero.astype(np.int64) + start)
+    nf_all = np.concatenate(bad_nf) if bad_nf else np.zeros(0, dtype=np.int64)
+    zero_all = np.concatenate(bad_zero) if bad_zero else np.zeros(0, dtype=np.int64)
+    return InvalidRows(
+        non_finite=int(nf_all.size),
+        zero_norm=int(zero_all.size),
+        positions=np.union1d(nf_all, zero_all).astype(np.int64),
+    )
+
+
+def raise_for_invalid(invalid: InvalidRows, n_rows: int) -> None:
+    """Raise a :class:`ClusteringInputError` describing ``invalid`` if it is not empty."""
+    if invalid.total == 0:
+        return
+    first = ", ".join(str(int(p)) for p in invalid.positions[:5])
+    raise ClusteringInputError(
+        f"{invalid.total} of {n_rows} rows cannot be clustered ({invalid.describe()}; first rows: {first}); "
+        "fix the embeddings or pass --drop-invalid (drop_invalid=True) to drop them and report what was "
+        "dropped"
+    )
+
+
+def normalized_float32(X: object) -> npt.NDArray[np.float32]:
+    """L2-normalise every row (computed in float64, rounded once) into a new C-contiguous float32 matrix.
+
+    Raises :class:`ClusteringInputError` when a row is non-finite or has zero norm.
+    """
+    arr = _as_matrix(X)
+    n, d = arr.shape
+    out = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, CHUNK_ROWS):
+        block = np.asarray(arr[start : start + CHUNK_ROWS], dtype=np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        if not (np.isfinite(norms).all() and (norms > 0.0).all()):
+            raise_for_invalid(find_invalid_rows(arr), n)
+        out[start : start + block.shape[0]] = block / norms[:, None]
+    return out
+
+
+def normalized_float64(X: npt.NDArray[np.floating], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+    """Exact-as-float64 unit vectors of ``X[rows]`` (a small gathered block; rows must be valid)."""
+    block = np.asarray(X[rows], dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+    out: npt.NDArray[np.float64] = block / norms[:, None]
+    return out
