@@ -6,6 +6,7 @@ import typer
 
 from quartermaster import __version__
 from quartermaster.cli import devcluster
+from quartermaster.cli import router as router_cli
 
 app = typer.Typer(
     name="quartermaster",
@@ -17,6 +18,7 @@ app = typer.Typer(
 
 
 app.add_typer(devcluster.app, name="dev-cluster")
+app.add_typer(router_cli.app, name="router")
 
 
 @app.callback()

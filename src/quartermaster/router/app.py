@@ -226,7 +226,9 @@ class RouterService:
         if "stream" in body and not isinstance(body["stream"], bool):
             raise invalid_request(f"'stream'={body['stream']!r} must be true or false.", param="stream")
 
-    async def _embedding(self, request: Request, body: dict[str, Any], *, chat: bool) -> Any:
+    async def _embedding(
+        self, request: Request, body: dict[str, Any], *, chat: bool, table: RoutingTable
+    ) -> Any:
         header = request.headers.get(EMBEDDING_HEADER)
         if header is not None:
             return parse_embedding_header(header)
@@ -236,7 +238,7 @@ class RouterService:
         if not text:
             return None
         try:
-            return (await self.embedder.embed([text]))[0]
+            return (await self.embedder.embed([text], model=table.embedding_model))[0]
         except EmbeddingError as exc:
             logger.warning("embedding failed, using the default cluster: %s", exc)
             self.metrics.rejected.labels(reason="embedding_failed").inc()
@@ -248,7 +250,7 @@ class RouterService:
         body = await self._read_body(request)
         self._validate(body, chat=chat)
         hint = request.headers.get(CLUSTER_HEADER)
-        embedding = None if hint is not None else await self._embedding(request, body, chat=chat)
+        embedding = None if hint is not None else await self._embedding(request, body, chat=chat, table=table)
         t0 = time.perf_counter()
         decision = self.policy.decide(table, body, cluster_hint=hint, embedding=embedding)
         self.metrics.decision_duration.observe(time.perf_counter() - t0)

@@ -50,8 +50,12 @@ class Embedder(Protocol):
 
     name: str
 
-    async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """One row per text; raises :class:`EmbeddingError` on failure."""
+    async def embed(self, texts: Sequence[str], *, model: str) -> NDArray[np.float32]:
+        """One row per text; raises :class:`EmbeddingError` on failure.
+
+        ``model`` is the clustering's embedding model named in the router config; embedders bound to a
+        fixed model may ignore it.
+        """
         ...
 
 
@@ -60,23 +64,26 @@ class NoEmbedder:
 
     name = "none"
 
-    async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+    async def embed(self, texts: Sequence[str], *, model: str) -> NDArray[np.float32]:
         raise EmbeddingError("no embedder configured (pass --embeddings-url or --sentence-transformer)")
 
 
 class OpenAIEmbeddingsEmbedder:
-    """An OpenAI-compatible ``/embeddings`` endpoint, called through the router's connection pool."""
+    """An OpenAI-compatible ``/embeddings`` endpoint, called through the router's connection pool.
 
-    def __init__(self, pool: UpstreamPool, base_url: str, model: str) -> None:
+    ``model`` overrides the model name sent; by default it is the config's embedding model.
+    """
+
+    def __init__(self, pool: UpstreamPool, base_url: str, model: str | None = None) -> None:
         self.pool = pool
         self.base_url = base_url
         self.model = model
-        self.name = f"openai:{model}"
+        self.name = f"openai:{base_url}"
 
-    async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+    async def embed(self, texts: Sequence[str], *, model: str) -> NDArray[np.float32]:
         url = join_url(self.base_url, "embeddings")
         try:
-            doc = await self.pool.post_json(url, {"model": self.model, "input": list(texts)})
+            doc = await self.pool.post_json(url, {"model": self.model or model, "input": list(texts)})
             rows = sorted(doc["data"], key=lambda d: int(d.get("index", 0)))
             arr = np.asarray([r["embedding"] for r in rows], dtype=np.float32)
         except Exception as exc:  # any transport, HTTP or shape problem: fall back to the default cluster
@@ -126,7 +133,7 @@ class SentenceTransformerEmbedder:
         out = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
 
-    async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+    async def embed(self, texts: Sequence[str], *, model: str) -> NDArray[np.float32]:
         try:
             return await anyio.to_thread.run_sync(self._encode, list(texts))
         except EmbeddingError:

@@ -49,11 +49,15 @@ def _router(
 ) -> tuple[Server, Any]:
     if config is not None:
         kit.write_config(path, config)
-    upstream = settings.pop("upstream", UpstreamSettings(connect_timeout=1.0, read_timeout=5.0, eject_seconds=30))
+    upstream = settings.pop(
+        "upstream", UpstreamSettings(connect_timeout=1.0, read_timeout=5.0, eject_seconds=30)
+    )
     app = create_app(
-        RouterSettings(config_path=path, reload_interval_s=0.05, random_state=0, upstream=upstream, **settings),
+        RouterSettings(
+            config_path=path, reload_interval_s=0.05, random_state=0, upstream=upstream, **settings
+        ),
         judge_factory=(lambda spec, pool: judge) if judge is not None else default_judge_factory,
-        embedder_factory=(lambda pool: OpenAIEmbeddingsEmbedder(pool, embeddings_url, "stub-embed"))
+        embedder_factory=(lambda pool: OpenAIEmbeddingsEmbedder(pool, embeddings_url))
         if embeddings_url
         else None,
     )
@@ -81,7 +85,9 @@ def two_models(servers: Start, kit: SimpleNamespace) -> SimpleNamespace:
         max_tokens={"billing": 8, "weather": 50},
         alpha=0.8,
     )
-    return SimpleNamespace(cheap=cheap, strong=strong, cheap_url=cheap_url, strong_url=strong_url, config=config)
+    return SimpleNamespace(
+        cheap=cheap, strong=strong, cheap_url=cheap_url, strong_url=strong_url, config=config
+    )
 
 
 def test_routes_by_cluster_header_with_headers_and_budget(
@@ -89,8 +95,11 @@ def test_routes_by_cluster_header_with_headers_and_budget(
 ) -> None:
     router, _ = _router(servers, tmp_path / "cfg.json", two_models.config, kit)
     with httpx.Client(base_url=router.url) as c:
-        r = c.post("/v1/chat/completions", json=_chat("a b c d e f g h i j", max_tokens=500),
-                   headers={"X-Quartermaster-Cluster": "billing"})
+        r = c.post(
+            "/v1/chat/completions",
+            json=_chat("a b c d e f g h i j", max_tokens=500),
+            headers={"X-Quartermaster-Cluster": "billing"},
+        )
         assert r.status_code == 200, r.text
         assert r.headers["x-quartermaster-cluster"] == "billing"
         assert r.headers["x-quartermaster-model"] == "cheap"
@@ -101,8 +110,11 @@ def test_routes_by_cluster_header_with_headers_and_budget(
         assert body["usage"]["completion_tokens"] == 8
         sent = two_models.cheap.received()[-1]["body"]
         assert sent["model"] == "cheap" and sent["max_tokens"] == 8  # clamped from 500 to the budget
-        r = c.post("/v1/completions", json={"prompt": "x y", "max_tokens": 7},
-                   headers={"X-Quartermaster-Cluster": "weather"})
+        r = c.post(
+            "/v1/completions",
+            json={"prompt": "x y", "max_tokens": 7},
+            headers={"X-Quartermaster-Cluster": "weather"},
+        )
         assert r.status_code == 200 and r.headers["x-quartermaster-model"] == "strong"
         assert two_models.strong.received()[-1]["body"]["max_tokens"] == 7  # under the budget: unchanged
         assert r.json()["choices"][0]["text"].startswith("strong says")
@@ -114,14 +126,19 @@ def test_routes_by_client_embedding_and_by_upstream_embedder(
     vectors = {"pay my bill": kit.unit(1) + 0.1 * kit.unit(7), "rain tomorrow?": kit.unit(2)}
     embed = StubOpenAI("embed", embed=lambda t: [float(x) for x in vectors.get(t, kit.unit(555))])
     embed_srv = servers(embed.app())
-    router, _ = _router(servers, tmp_path / "cfg.json", two_models.config, kit, embeddings_url=embed_srv.url + "/v1")
+    router, _ = _router(
+        servers, tmp_path / "cfg.json", two_models.config, kit, embeddings_url=embed_srv.url + "/v1"
+    )
     with httpx.Client(base_url=router.url) as c:
         # client-supplied embedding (b64 float32) wins over the embedder
         raw = np.asarray(kit.unit(2), dtype="<f4").tobytes()
         import base64
 
-        r = c.post("/v1/chat/completions", json=_chat("pay my bill"),
-                   headers={"X-Quartermaster-Embedding": "b64:" + base64.b64encode(raw).decode()})
+        r = c.post(
+            "/v1/chat/completions",
+            json=_chat("pay my bill"),
+            headers={"X-Quartermaster-Embedding": "b64:" + base64.b64encode(raw).decode()},
+        )
         assert r.headers["x-quartermaster-cluster"] == "weather"
         n_embed_calls = len(embed.received())
         assert n_embed_calls == 0
@@ -131,8 +148,11 @@ def test_routes_by_client_embedding_and_by_upstream_embedder(
         assert r.headers["x-quartermaster-cluster"] == "weather"
         r = c.post("/v1/chat/completions", json=_chat("something else entirely"))
         assert r.headers["x-quartermaster-cluster"] == "billing"  # below alpha -> the default cluster
+        assert {q["body"]["model"] for q in embed.received()} == {"stub-embed"}  # the config's model
         assert [q["body"]["input"] for q in embed.received()] == [
-            ["pay my bill"], ["rain tomorrow?"], ["something else entirely"]
+            ["pay my bill"],
+            ["rain tomorrow?"],
+            ["something else entirely"],
         ]
 
 
@@ -142,8 +162,12 @@ def test_sse_stream_passes_through_byte_for_byte(
     router, _ = _router(servers, tmp_path / "cfg.json", two_models.config, kit)
     req = _chat("one two three four", stream=True, max_tokens=20, stream_options={"include_usage": True})
     with httpx.Client() as c:
-        with c.stream("POST", router.url + "/v1/chat/completions", json=req,
-                      headers={"X-Quartermaster-Cluster": "weather"}) as r:
+        with c.stream(
+            "POST",
+            router.url + "/v1/chat/completions",
+            json=req,
+            headers={"X-Quartermaster-Cluster": "weather"},
+        ) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
             assert r.headers["x-quartermaster-model"] == "strong"
@@ -183,9 +207,15 @@ def test_escalation_resends_rejected_answers_up_the_ladder(
         metrics = c.get("/metrics").text
     assert [s[1] for s in judge.seen] == ["cheap says easy", "I am not sure"]
     assert judge.seen[1][0] == "a hard one" and judge.seen[1][2] == 4
-    assert 'quartermaster_router_escalations_total{cluster="billing",from_model="cheap",to_model="strong"} 1.0' in metrics
+    assert (
+        'quartermaster_router_escalations_total{cluster="billing",from_model="cheap",to_model="strong"} 1.0'
+        in metrics
+    )
     assert 'quartermaster_router_quality_rejects_total{cluster="billing",model="cheap"} 1.0' in metrics
-    assert 'quartermaster_router_requests_total{cluster="billing",model="strong",outcome="escalated"} 1.0' in metrics
+    assert (
+        'quartermaster_router_requests_total{cluster="billing",model="strong",outcome="escalated"} 1.0'
+        in metrics
+    )
 
 
 def test_http_quality_hook_and_failed_escalation_keeps_the_first_answer(
@@ -230,19 +260,29 @@ def test_upstream_down_is_a_503_with_retry_after_and_the_router_keeps_serving(
         err = r.json()["error"]
         assert err["type"] == "service_unavailable" and err["code"] == "upstream_unavailable"
         assert "gone" in err["message"]
-        r = c.post("/v1/chat/completions", json=_chat(stream=True), headers={"X-Quartermaster-Cluster": "down"})
+        r = c.post(
+            "/v1/chat/completions", json=_chat(stream=True), headers={"X-Quartermaster-Cluster": "down"}
+        )
         assert r.status_code == 503 and "retry-after" in r.headers
         r = c.post("/v1/chat/completions", json=_chat(), headers={"X-Quartermaster-Cluster": "up"})
         assert r.status_code == 200
         assert c.get("/healthz").status_code == 200
 
 
-def test_retry_moves_to_another_replica(servers: Start, kit: SimpleNamespace, tmp_path: Path, free_url: str) -> None:
+def test_retry_moves_to_another_replica(
+    servers: Start, kit: SimpleNamespace, tmp_path: Path, free_url: str
+) -> None:
     busy = StubOpenAI("m", fail_status=503)
     ok = StubOpenAI("m")
     busy_url, ok_url = servers(busy.app()).url + "/v1", servers(ok.app()).url + "/v1"
     config = kit.build_config(
-        {"c": [kit.target("m", free_url, 1, "d0"), kit.target("m", busy_url, 1, "d1"), kit.target("m", ok_url, 1, "d2")]}
+        {
+            "c": [
+                kit.target("m", free_url, 1, "d0"),
+                kit.target("m", busy_url, 1, "d1"),
+                kit.target("m", ok_url, 1, "d2"),
+            ]
+        }
     )
     router, _ = _router(servers, tmp_path / "cfg.json", config, kit)
     with httpx.Client(base_url=router.url) as c:
@@ -265,7 +305,12 @@ def test_retry_moves_to_another_replica(servers: Start, kit: SimpleNamespace, tm
         (json.dumps(_chat(max_tokens=-1)).encode(), {}, 400, "max_tokens"),
         (json.dumps({**_chat(), "model": "gpt-17"}).encode(), {}, 404, "model"),
         (json.dumps(_chat()).encode(), {"X-Quartermaster-Cluster": "nope"}, 400, "X-Quartermaster-Cluster"),
-        (json.dumps(_chat()).encode(), {"X-Quartermaster-Embedding": "1,2,x"}, 400, "X-Quartermaster-Embedding"),
+        (
+            json.dumps(_chat()).encode(),
+            {"X-Quartermaster-Embedding": "1,2,x"},
+            400,
+            "X-Quartermaster-Embedding",
+        ),
         (json.dumps(_chat("x" * 5000)).encode(), {}, 413, None),
     ],
 )
@@ -281,8 +326,9 @@ def test_bad_input_gets_openai_style_4xx(
 ) -> None:
     router, _ = _router(servers, tmp_path / "cfg.json", two_models.config, kit, max_body_bytes=4096)
     with httpx.Client(base_url=router.url) as c:
-        r = c.post("/v1/chat/completions", content=content,
-                   headers={"content-type": "application/json", **headers})
+        r = c.post(
+            "/v1/chat/completions", content=content, headers={"content-type": "application/json", **headers}
+        )
         assert r.status_code == status, r.text
         err = r.json()["error"]
         assert set(err) == {"message", "type", "param", "code"}
@@ -315,7 +361,9 @@ def test_config_reload_while_serving_and_broken_update_keeps_last_good(
     def load() -> None:
         with httpx.Client(base_url=router.url) as c:
             while not stop.is_set():
-                r = c.post("/v1/chat/completions", json=_chat(), headers={"X-Quartermaster-Cluster": "billing"})
+                r = c.post(
+                    "/v1/chat/completions", json=_chat(), headers={"X-Quartermaster-Cluster": "billing"}
+                )
                 if r.status_code != 200:
                     failures.append(r.text)
                 else:
@@ -330,8 +378,10 @@ def test_config_reload_while_serving_and_broken_update_keeps_last_good(
             kit.wait_until(lambda: counts["cheap"] > 10, what="traffic on the first config")
             # the new plan sends billing to the strong model
             new = kit.build_config(
-                {"billing": [kit.target("strong", two_models.strong_url)],
-                 "weather": [kit.target("strong", two_models.strong_url)]},
+                {
+                    "billing": [kit.target("strong", two_models.strong_url)],
+                    "weather": [kit.target("strong", two_models.strong_url)],
+                },
                 reps={"billing": kit.unit(1), "weather": kit.unit(2)},
                 generation=2,
             )
@@ -351,8 +401,10 @@ def test_config_reload_while_serving_and_broken_update_keeps_last_good(
             doc = json.loads(json.dumps(new.model_dump(mode="json", by_alias=True)))
             doc["schemaVersion"] = 99
             path.write_text(json.dumps(doc))
-            kit.wait_until(lambda: "schemaVersion=99" in (c.get("/readyz").json()["lastError"] or ""),
-                           what="version error")
+            kit.wait_until(
+                lambda: "schemaVersion=99" in (c.get("/readyz").json()["lastError"] or ""),
+                what="version error",
+            )
             metrics = c.get("/metrics").text
             assert "quartermaster_router_config_stale 1.0" in metrics
             assert "quartermaster_router_config_last_reload_success 0.0" in metrics

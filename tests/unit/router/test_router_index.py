@@ -23,7 +23,9 @@ def _unit_rows(n: int, d: int, seed: int) -> np.ndarray:
     seed=st.integers(0, 2**31),
     alpha=st.floats(-1.0, 1.0),
 )
-def test_assignment_is_the_thresholded_argmax_of_cosine_similarity(n: int, d: int, seed: int, alpha: float) -> None:
+def test_assignment_is_the_thresholded_argmax_of_cosine_similarity(
+    n: int, d: int, seed: int, alpha: float
+) -> None:
     reps = _unit_rows(n, d, seed)
     labels = [f"c{i % 5}" for i in range(n)]
     index = RepresentativeIndex(reps * 3.0, labels, alpha=alpha, default_cluster="default")
@@ -85,7 +87,9 @@ def test_mismatched_labels_and_bad_alpha_are_rejected() -> None:
 def test_search_never_returns_more_than_unit_similarity(rows: np.ndarray) -> None:
     rows = rows.copy()
     rows[np.linalg.norm(rows, axis=1) < 1e-3] = 1.0  # a zero vector has no direction (tested above)
-    index = RepresentativeIndex(_unit_rows(20, 6, 3), [str(i) for i in range(20)], alpha=0.0, default_cluster="0")
+    index = RepresentativeIndex(
+        _unit_rows(20, 6, 3), [str(i) for i in range(20)], alpha=0.0, default_cluster="0"
+    )
     sims, _ = index.search(rows)
     assert np.all(sims <= 1.0 + 1e-5)
     assert np.all(sims >= -1.0 - 1e-5)

@@ -54,8 +54,13 @@ def test_same_seed_gives_the_same_decisions(kit: SimpleNamespace) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(requested=st.one_of(st.none(), st.integers(1, 10_000)), field=st.sampled_from(["max_tokens", "max_completion_tokens"]))
-def test_max_tokens_never_exceeds_the_cluster_budget(kit: SimpleNamespace, requested: int | None, field: str) -> None:
+@given(
+    requested=st.one_of(st.none(), st.integers(1, 10_000)),
+    field=st.sampled_from(["max_tokens", "max_completion_tokens"]),
+)
+def test_max_tokens_never_exceeds_the_cluster_budget(
+    kit: SimpleNamespace, requested: int | None, field: str
+) -> None:
     table = _table(kit)
     body = {} if requested is None else {field: requested}
     d = RoutingPolicy(0).decide(table, body, cluster_hint="billing")
@@ -131,8 +136,11 @@ def test_unknown_cluster_header_and_wrong_dimension_are_400(kit: SimpleNamespace
 
 def test_abandonment_policies(kit: SimpleNamespace) -> None:
     cheap = kit.build_config(
-        {"c": [kit.target("large", URL["large"])], "d": [kit.target("large", URL["large"])],
-         "e": [kit.target("large", URL["large"])]},
+        {
+            "c": [kit.target("large", URL["large"])],
+            "d": [kit.target("large", URL["large"])],
+            "e": [kit.target("large", URL["large"])],
+        },
         ladder=["small", "large"],
         escalation_targets=[kit.target("small", URL["small"])],
         abandonment={
