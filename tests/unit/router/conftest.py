@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx

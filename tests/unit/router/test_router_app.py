@@ -109,13 +109,15 @@ def test_routes_by_cluster_header_with_headers_and_budget(
         assert body["model"] == "cheap"
         assert body["usage"]["completion_tokens"] == 8
         sent = two_models.cheap.received()[-1]["body"]
-        assert sent["model"] == "cheap" and sent["max_tokens"] == 8  # clamped from 500 to the budget
+        assert sent["model"] == "cheap"
+        assert sent["max_tokens"] == 8
         r = c.post(
             "/v1/completions",
             json={"prompt": "x y", "max_tokens": 7},
             headers={"X-Quartermaster-Cluster": "weather"},
         )
-        assert r.status_code == 200 and r.headers["x-quartermaster-model"] == "strong"
+        assert r.status_code == 200
+        assert r.headers["x-quartermaster-model"] == "strong"
         assert two_models.strong.received()[-1]["body"]["max_tokens"] == 7  # under the budget: unchanged
         assert r.json()["choices"][0]["text"].startswith("strong says")
 
@@ -189,7 +191,7 @@ def test_escalation_resends_rejected_answers_up_the_ladder(
     servers: Start, kit: SimpleNamespace, tmp_path: Path, two_models: SimpleNamespace
 ) -> None:
     judge = KeywordJudge()
-    router, service = _router(servers, tmp_path / "cfg.json", two_models.config, kit, judge=judge)
+    router, _service = _router(servers, tmp_path / "cfg.json", two_models.config, kit, judge=judge)
     with httpx.Client(base_url=router.url) as c:
         hdr = {"X-Quartermaster-Cluster": "billing"}
         easy = c.post("/v1/chat/completions", json=_chat("easy"), headers=hdr)
@@ -206,7 +208,8 @@ def test_escalation_resends_rejected_answers_up_the_ladder(
         c.post("/v1/chat/completions", json=_chat("hard stream", stream=True), headers=hdr)
         metrics = c.get("/metrics").text
     assert [s[1] for s in judge.seen] == ["cheap says easy", "I am not sure"]
-    assert judge.seen[1][0] == "a hard one" and judge.seen[1][2] == 4
+    assert judge.seen[1][0] == "a hard one"
+    assert judge.seen[1][2] == 4
     assert (
         'quartermaster_router_escalations_total{cluster="billing",from_model="cheap",to_model="strong"} 1.0'
         in metrics
@@ -258,12 +261,14 @@ def test_upstream_down_is_a_503_with_retry_after_and_the_router_keeps_serving(
         assert r.status_code == 503
         assert int(r.headers["retry-after"]) > 0
         err = r.json()["error"]
-        assert err["type"] == "service_unavailable" and err["code"] == "upstream_unavailable"
+        assert err["type"] == "service_unavailable"
+        assert err["code"] == "upstream_unavailable"
         assert "gone" in err["message"]
         r = c.post(
             "/v1/chat/completions", json=_chat(stream=True), headers={"X-Quartermaster-Cluster": "down"}
         )
-        assert r.status_code == 503 and "retry-after" in r.headers
+        assert r.status_code == 503
+        assert "retry-after" in r.headers
         r = c.post("/v1/chat/completions", json=_chat(), headers={"X-Quartermaster-Cluster": "up"})
         assert r.status_code == 200
         assert c.get("/healthz").status_code == 200
@@ -335,7 +340,8 @@ def test_bad_input_gets_openai_style_4xx(
         assert err["param"] == param
         assert err["message"]
         assert c.get("/healthz").status_code == 200
-    assert two_models.cheap.received() == [] and two_models.strong.received() == []
+    assert two_models.cheap.received() == []
+    assert two_models.strong.received() == []
 
 
 def test_unknown_path_and_method_are_openai_style(
@@ -353,7 +359,7 @@ def test_config_reload_while_serving_and_broken_update_keeps_last_good(
     servers: Start, kit: SimpleNamespace, tmp_path: Path, two_models: SimpleNamespace
 ) -> None:
     path = tmp_path / "cfg.json"
-    router, service = _router(servers, path, two_models.config, kit)
+    router, _service = _router(servers, path, two_models.config, kit)
     stop = threading.Event()
     failures: list[str] = []
     counts = {"cheap": 0, "strong": 0}
@@ -396,7 +402,8 @@ def test_config_reload_while_serving_and_broken_update_keeps_last_good(
             kit.wait_until(lambda: c.get("/readyz").json()["status"] == "degraded", what="degraded")
             ready = c.get("/readyz")
             assert ready.status_code == 200
-            assert ready.json()["configVersion"] == v2 and ready.json()["stale"] is True
+            assert ready.json()["configVersion"] == v2
+            assert ready.json()["stale"] is True
             assert "not valid JSON" in ready.json()["lastError"]
             doc = json.loads(json.dumps(new.model_dump(mode="json", by_alias=True)))
             doc["schemaVersion"] = 99
@@ -428,9 +435,11 @@ def test_not_ready_without_config_then_ready_when_it_appears(
     router, _ = _router(servers, path, None, kit)
     with httpx.Client(base_url=router.url) as c:
         r = c.get("/readyz")
-        assert r.status_code == 503 and r.json()["status"] == "not-ready"
+        assert r.status_code == 503
+        assert r.json()["status"] == "not-ready"
         r = c.post("/v1/chat/completions", json=_chat())
-        assert r.status_code == 503 and r.json()["error"]["code"] == "router_not_ready"
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "router_not_ready"
         assert "retry-after" in r.headers
         kit.write_config(path, two_models.config)
         kit.wait_until(lambda: c.get("/readyz").status_code == 200, what="ready")

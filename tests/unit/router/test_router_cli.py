@@ -48,7 +48,8 @@ def test_check_rejects_a_broken_config_with_one_message(kit: SimpleNamespace, tm
     assert "schemaVersion=7" in result.output
     assert "Traceback" not in result.output
     result = CliRunner().invoke(app, ["router", "check", str(tmp_path / "missing.json")])
-    assert result.exit_code == 2 and "cannot read" in result.output
+    assert result.exit_code == 2
+    assert "cannot read" in result.output
 
 
 def test_serve_rejects_bad_options_with_exit_2(tmp_path: Path) -> None:

@@ -84,7 +84,8 @@ def test_embedding_picks_the_nearest_cluster_or_the_default(kit: SimpleNamespace
     near = (kit.unit(2) + 0.05 * kit.unit(99)).astype(np.float32)
     d = policy.decide(table, {}, embedding=near)
     assert (d.cluster, d.cluster_source) == ("billing", "embedding")
-    assert d.similarity is not None and d.similarity >= 0.9
+    assert d.similarity is not None
+    assert d.similarity >= 0.9
     far = kit.unit(1234).astype(np.float32)
     d = policy.decide(table, {}, embedding=far)
     assert (d.cluster, d.cluster_source) == ("weather", "out-of-distribution")
@@ -121,7 +122,8 @@ def test_pinned_model_is_used_and_unknown_model_is_a_404(kit: SimpleNamespace) -
         RoutingPolicy(0).decide(table, {"model": "gpt-17"})
     assert err.value.status_code == 404
     assert err.value.code == "model_not_found"
-    assert "gpt-17" in err.value.message and "auto" in err.value.message
+    assert "gpt-17" in err.value.message
+    assert "auto" in err.value.message
 
 
 def test_unknown_cluster_header_and_wrong_dimension_are_400(kit: SimpleNamespace) -> None:
