@@ -49,11 +49,11 @@ def gpu_deployment(name: str, gpus: int, pool: str | None) -> dict[str, Any]:
 def test_api_server_is_ready_and_reports_the_pinned_version(api_client: client.ApiClient) -> None:
     info = client.VersionApi(api_client).get_code()
     assert info.git_version == VERSIONS["K8S_VERSION"]
-    body, status, _ = api_client.call_api(
-        "/readyz", "GET", auth_settings=["BearerToken"], response_type="str", _preload_content=True
-    )
-    assert status == 200
-    assert body == "ok"
+    method, url, headers, body, _ = api_client.param_serialize("GET", "/readyz")
+    response = api_client.call_api(method, url, headers, body)
+    response.read()
+    assert response.status == 200
+    assert response.data == b"ok"
 
 
 def test_fake_gpu_node_pools_exist_with_gpu_capacity(api_client: client.ApiClient) -> None:

@@ -80,6 +80,7 @@ class LocalCluster:
     pools: tuple[NodePool, ...] = DEFAULT_POOLS
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @property
     def kubeconfig(self) -> pathlib.Path:
@@ -139,21 +140,25 @@ class LocalCluster:
         log.info("control plane up in %.1f s at %s", time.monotonic() - started, self.server)
 
     def stop(self, *, remove_state: bool = True) -> None:
-        """Stops every recorded component (SIGTERM, then SIGKILL after 10 s)."""
+        """Stops every recorded component (SIGTERM, then SIGKILL after 5 s)."""
         if not self.pids and self.state_file.exists():
             self.pids = {k: int(v) for k, v in json.loads(self.state_file.read_text())["pids"].items()}
         for name in reversed(list(self.pids)):
             pid = self.pids[name]
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 5
         for name, pid in list(self.pids.items()):
             while pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             if pid_alive(pid):
-                log.warning("%s (pid %d) ignored SIGTERM; killing", name, pid)
+                log.info("%s (pid %d) still running after SIGTERM; sending SIGKILL", name, pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
+        for proc in self._procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
+        self._procs = {}
         self.pids = {}
         if remove_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
@@ -174,6 +179,7 @@ class LocalCluster:
         )
         log_file.close()
         self.pids[name] = proc.pid
+        self._procs[name] = proc  # kept so that it is reaped (and not warned about) when stopped
         self._save_state()
         return proc
 
@@ -292,7 +298,7 @@ class LocalCluster:
                 f"--cluster-signing-key-file={keys.ca_key}",
                 "--leader-elect=false",
                 "--use-service-account-credentials=false",
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                "--controllers=*",
                 "--concurrent-deployment-syncs=10",
                 "--concurrent-replicaset-syncs=10",
             ],
@@ -350,4 +356,9 @@ class LocalCluster:
     def _create_nodes(self, *, deadline: float) -> None:
         from quartermaster.localcluster import setup
 
-        setup.create_nodes(self.kubeconfig, self.pools, deadline=deadline)
+        try:
+            setup.create_nodes(self.kubeconfig, self.pools, deadline=deadline)
+        except Exception as exc:
+            raise ClusterError(
+                f"creating the fake GPU nodes failed: {exc}; kwok log tail:\n{_log_tail(self.logs / 'kwok.log')}"
+            ) from exc

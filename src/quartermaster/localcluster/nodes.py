@@ -77,15 +77,7 @@ def node_manifests(pools: tuple[NodePool, ...] = DEFAULT_POOLS) -> list[dict[str
                         "annotations": {KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1]},
                     },
                     "spec": {"taints": taints},
-                    "status": {
-                        "capacity": capacity,
-                        "allocatable": dict(capacity),
-                        "nodeInfo": {
-                            "architecture": "amd64",
-                            "operatingSystem": "linux",
-                            "kubeletVersion": "fake",
-                        },
-                    },
+                    "status": {"capacity": capacity, "allocatable": dict(capacity)},
                 }
             )
     return result
