@@ -359,6 +359,5 @@ class LocalCluster:
         try:
             setup.create_nodes(self.kubeconfig, self.pools, deadline=deadline)
         except Exception as exc:
-            raise ClusterError(
-                f"creating the fake GPU nodes failed: {exc}; kwok log tail:\n{_log_tail(self.logs / 'kwok.log')}"
-            ) from exc
+            tail = _log_tail(self.logs / "kwok.log")
+            raise ClusterError(f"creating the fake GPU nodes failed: {exc}; kwok log tail:\n{tail}") from exc
