@@ -21,7 +21,9 @@ import yaml
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_DIR = REPO_ROOT / "charts" / "quartermaster" / "templates" / "crds"
 KEEP_ANNOTATION = "helm.sh/resource-policy"
-HEADER = "{{- /* Generated from quartermaster.api by `make manifests` (hack/chart_crds.py); do not edit. */}}\n"
+HEADER = (
+    "{{- /* Generated from quartermaster.api by `make manifests` (hack/chart_crds.py); do not edit. */}}\n"
+)
 
 
 def escape(text: str) -> str:
@@ -48,7 +50,9 @@ def template_for(doc: dict[str, Any]) -> str:
             "generate only name, labels and annotations (or teach template_for about the new field)"
         )
     if KEEP_ANNOTATION in annotations:
-        raise ValueError(f"CRD {name}: the generator must not set {KEEP_ANNOTATION}; the chart's crds.keep does")
+        raise ValueError(
+            f"CRD {name}: the generator must not set {KEEP_ANNOTATION}; the chart's crds.keep does"
+        )
     parts = [
         HEADER,
         "{{- if .Values.crds.enabled }}\n",
