@@ -199,6 +199,9 @@ def _consider(
 ) -> tuple[float, Choice, FloatArray]:
     if t is None or consumption(ar, cfg, t) > budget * (1 + 1e-9) + 1e-9:
         return best
+    adm = np.flatnonzero(cfg >= 0)
+    if len(adm) and np.any(utility(ar.rows(adm, cfg[adm]), t[adm][:, None])[:, 0] <= ar.fb_u[adm]):
+        return best  # an admitted item must beat its fallback, else it is abandoned
     v = value(ar, cfg, t)
     return (v, cfg, t) if v > best[0] + 1e-15 else best
 
