@@ -76,6 +76,10 @@ class QueryClusterJobSpec(SpecModel):
                     "rule": "self.executor == 'job' || self.shards == 1",
                     "message": "shards > 1 needs executor: job",
                 },
+                {
+                    "rule": "self.shards == 1 || has(self.input.persistentVolumeClaim)",
+                    "message": "shards > 1 needs input.persistentVolumeClaim (shards are written next to it)",
+                },
             ]
         }
     )
@@ -128,6 +132,8 @@ class QueryClusterJobSpec(SpecModel):
             raise ValueError("set at most one of trimCoverage or minClusterSize")
         if self.shards > 1 and self.executor != "job":
             raise ValueError("shards > 1 needs executor: job")
+        if self.shards > 1 and self.input.persistent_volume_claim is None:
+            raise ValueError("shards > 1 needs input.persistentVolumeClaim (shards are written next to it)")
         return self
 
 

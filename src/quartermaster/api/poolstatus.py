@@ -14,7 +14,9 @@ class PlannedDeployment(SpecModel):
     """One vLLM Deployment of the plan."""
 
     name: str = Field(description="Name of the Deployment and its Service.")
+    option: str = Field(description="Planner option model/precision/pool/tpXppY.")
     model: str = Field(description="Catalog model name.")
+    model_id: str = Field(description="Checkpoint served by vLLM (Hugging Face id).")
     precision: str = Field(description="Weight precision, e.g. bf16, fp8, int4.")
     node_pool: str = Field(description="Node pool the replicas run on.")
     gpu_type: str = Field(description="GPU type of that pool.")
@@ -23,6 +25,9 @@ class PlannedDeployment(SpecModel):
     replicas: int = Field(ge=0, description="Replica count.")
     gpus: int = Field(ge=0, description="GPUs used by all replicas.")
     cost_per_hour: float = Field(ge=0.0, description="USD per hour of all replicas.")
+    max_num_seqs: int = Field(ge=1, description="Largest decode batch per replica (vLLM --max-num-seqs).")
+    args: list[str] = Field(default_factory=list, description="vLLM server arguments.")
+    image: str | None = Field(default=None, description="Image override from the catalog.")
 
 
 class PlannedClass(SpecModel):
@@ -80,6 +85,9 @@ class InferencePoolStatus(SpecModel):
         default_factory=list, description="What applying the plan would change (autoApply: false)."
     )
     router_config_map: str | None = Field(default=None, description="The router ConfigMap's name.")
+    inputs_version: str | None = Field(
+        default=None, description="Versions of the catalog and class inputs the plan was made from."
+    )
     changes_applied: list[str] = Field(
         default_factory=list,
         description="RFC 3339 times of recent applied changes (last hour), for the change-rate cap.",

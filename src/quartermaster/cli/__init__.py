@@ -6,6 +6,7 @@ import typer
 
 from quartermaster import __version__
 from quartermaster.cli import devcluster
+from quartermaster.cli import operator as operator_cli
 from quartermaster.cli import router as router_cli
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app = typer.Typer(
 
 
 app.add_typer(devcluster.app, name="dev-cluster")
+app.add_typer(operator_cli.app, name="operator")
 app.add_typer(router_cli.app, name="router")
 
 

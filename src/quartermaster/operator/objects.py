@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from quartermaster.api.catalog import ModelSpec
 from quartermaster.api.crdgen import GROUP, VERSION
 from quartermaster.api.pool import NodePoolSpec
 from quartermaster.api.poolstatus import PlannedDeployment
@@ -24,13 +23,6 @@ PLAN_HASH_ANNOTATION = f"{GROUP}/plan-hash"
 CONTENT_HASH_ANNOTATION = f"{GROUP}/content-hash"
 GPU_RESOURCE = "nvidia.com/gpu"
 VLLM_PORT = 8000
-DTYPE_ARGS = {
-    "bf16": ["--dtype", "bfloat16"],
-    "fp16": ["--dtype", "float16"],
-    "fp8": ["--dtype", "bfloat16", "--quantization", "fp8"],
-    "int8": ["--dtype", "float16"],
-    "int4": ["--dtype", "float16"],
-}
 
 
 @dataclass(frozen=True)
@@ -64,9 +56,9 @@ def dns_name(*parts: str, limit: int = 63) -> str:
     return f"{name[: limit - 9].rstrip('-')}-{digest}"
 
 
-def deployment_name(pool: str, d: PlannedDeployment) -> str:
-    """Name of a plan's Deployment; a change of model, precision, pool or parallelism is a new name."""
-    return dns_name(pool, d.model, d.precision, d.node_pool, f"tp{d.tensor_parallel}pp{d.pipeline_parallel}")
+def deployment_name(pool: str, option: str) -> str:
+    """Name of a plan's Deployment: a change of model, precision, node pool or parallelism is a new name."""
+    return dns_name(pool, option.replace("/", "-"))
 
 
 def _metadata(owner: Owner, name: str, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -78,54 +70,26 @@ def _metadata(owner: Owner, name: str, extra_labels: dict[str, str] | None = Non
     }
 
 
-def vllm_args(d: PlannedDeployment, model: ModelSpec, max_num_seqs: int | None) -> list[str]:
-    served = model.quantized_ids.get(d.precision, model.hf_id)
-    args = [
-        "--model",
-        served,
-        "--served-model-name",
-        model.name,
-        "--port",
-        str(VLLM_PORT),
-        "--tensor-parallel-size",
-        str(d.tensor_parallel),
-        "--pipeline-parallel-size",
-        str(d.pipeline_parallel),
-        *DTYPE_ARGS.get(d.precision, ["--dtype", "auto"]),
-        "--max-model-len",
-        str(model.max_context_tokens),
-    ]
-    if max_num_seqs:
-        args += ["--max-num-seqs", str(max_num_seqs)]
-    return args + list(model.args)
-
-
 def vllm_deployment(
-    owner: Owner,
-    d: PlannedDeployment,
-    model: ModelSpec,
-    node_pool: NodePoolSpec,
-    *,
-    image: str,
-    plan_hash: str,
-    max_num_seqs: int | None = None,
+    owner: Owner, d: PlannedDeployment, node_pool: NodePoolSpec, *, image: str, plan_hash: str
 ) -> dict[str, Any]:
-    name = deployment_name(owner.name, d)
+    """The vLLM Deployment of one planned deployment (``d.name`` is its object name)."""
+    name = d.name
     selector = {DEPLOYMENT_LABEL: name}
     gpus = d.tensor_parallel * d.pipeline_parallel
     labels = {
         **selector,
         "app.kubernetes.io/name": "vllm",
         "app.kubernetes.io/instance": name,
-        f"{GROUP}/model": dns_name(model.name),
+        f"{GROUP}/model": dns_name(d.model),
         f"{GROUP}/node-pool": node_pool.name,
     }
     meta = _metadata(owner, name, labels)
     meta["annotations"] = {PLAN_HASH_ANNOTATION: plan_hash}
     container = {
         "name": "vllm",
-        "image": model.image or image,
-        "args": vllm_args(d, model, max_num_seqs),
+        "image": d.image or image,
+        "args": list(d.args),
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "resources": {"limits": {GPU_RESOURCE: str(gpus)}, "requests": {GPU_RESOURCE: str(gpus)}},
         "readinessProbe": {
@@ -164,7 +128,7 @@ def vllm_deployment(
 
 
 def vllm_service(owner: Owner, d: PlannedDeployment) -> dict[str, Any]:
-    name = deployment_name(owner.name, d)
+    name = d.name
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -177,7 +141,7 @@ def vllm_service(owner: Owner, d: PlannedDeployment) -> dict[str, Any]:
 
 
 def service_url(owner: Owner, d: PlannedDeployment) -> str:
-    return f"http://{deployment_name(owner.name, d)}.{owner.namespace}.svc:{VLLM_PORT}/v1"
+    return f"http://{d.name}.{owner.namespace}.svc:{VLLM_PORT}/v1"
 
 
 def config_map(
