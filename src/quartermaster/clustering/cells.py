@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import faiss
@@ -26,6 +28,21 @@ __all__ = ["Cells", "split_into_cells"]
 logger = logging.getLogger(__name__)
 
 _ASSIGN_CHUNK = 65536
+
+
+@contextmanager
+def faiss_threads(n: int) -> Iterator[None]:
+    """Run faiss with ``n`` OpenMP threads inside the block (restored afterwards).
+
+    k-means on the small training samples used here is dominated by OpenMP synchronisation; on a busy machine
+    spinning threads made it 10-20x slower than one thread, so the coarse split runs single-threaded.
+    """
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,26 @@ def split_into_cells(
     rng = np.random.default_rng(seed)
     leaves: list[npt.NDArray[np.int64]] = []
     stack = [rows]
+    with faiss_threads(1):
+        _split(X32, stack, leaves, cell_size, branching, niter, max_points_per_centroid, rng)
+    centroids = np.empty((len(leaves), X32.shape[1]), dtype=np.float32)
+    for i, leaf in enumerate(leaves):
+        mean = X32[leaf].astype(np.float64).mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        centroids[i] = mean / norm if norm > 0 else X32[leaf[0]]
+    return Cells(members=leaves, centroids=centroids)
+
+
+def _split(
+    X32: npt.NDArray[np.float32],
+    stack: list[npt.NDArray[np.int64]],
+    leaves: list[npt.NDArray[np.int64]],
+    cell_size: int,
+    branching: int,
+    niter: int,
+    max_points_per_centroid: int,
+    rng: np.random.Generator,
+) -> None:
     while stack:
         node = stack.pop()
         m = node.size
@@ -109,9 +146,3 @@ def split_into_cells(
         children = np.split(node[order], np.cumsum(counts)[:-1])
         # Push in reverse so cells come out in centroid order (deterministic for a seed).
         stack.extend(child for child in reversed(children) if child.size)
-    centroids = np.empty((len(leaves), X32.shape[1]), dtype=np.float32)
-    for i, leaf in enumerate(leaves):
-        mean = X32[leaf].astype(np.float64).mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        centroids[i] = mean / norm if norm > 0 else X32[leaf[0]]
-    return Cells(members=leaves, centroids=centroids)

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from quartermaster.clustering.similarity import ACCEPT_TOLERANCE, decide_pairs
-from quartermaster.clustering.validation import normalized_float64
+from quartermaster.clustering.similarity import ACCEPT_TOLERANCE, Vectors, decide_pairs
 
 __all__ = ["CellCover", "ball_matrix", "cover_cell", "greedy_set_cover"]
 
@@ -33,30 +32,38 @@ class CellCover:
 
     representatives: npt.NDArray[np.int64]
     assignment: npt.NDArray[np.int64]  # representative row of every row of the cell (same order as rows)
+    similarity32: npt.NDArray[np.float32]  # float32 similarity of every row to its representative
 
 
 def ball_matrix(
-    X32: npt.NDArray[np.float32],
-    X: npt.NDArray[np.floating],
+    vectors: Vectors,
     rows: npt.NDArray[np.int64],
     alpha: float,
     margin: float,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-    """Similarity block ``S`` (float32, symmetrised) and ball membership ``B`` of the cell ``rows``.
+    """Similarity block ``S`` (float32) and symmetric ball membership ``B`` of the cell ``rows``.
 
-    ``X32`` holds the normalised float32 rows, ``X`` the original input used for float64 decisions.
+    Pairs float32 cannot decide are decided in float64 from the raw input (:mod:`.similarity`).
     """
-    block = X32[rows]
+    block = vectors.unit32[rows]
+    # numpy computes A @ A.T with BLAS syrk and mirrors the triangle: S is exactly symmetric, hence so are B
+    # and the band (float64 decisions of (i, j) and (j, i) are the same sum in the same order).
     S = block @ block.T
-    np.minimum(S, S.T, out=S)  # exact symmetry: decisions for (i, j) and (j, i) must agree
     B = alpha + margin <= S
-    band_i, band_j = np.nonzero((alpha - margin <= S) & ~B)
+    maybe = alpha - margin <= S
+    maybe &= ~B
+    if not maybe.any():
+        np.fill_diagonal(B, True)
+        return S, B
+    band_i, band_j = np.nonzero(maybe)
     if band_i.size > _FULL_FLOAT64_FRACTION * S.size:
-        X64 = normalized_float64(X, rows)
+        X64 = vectors.unit64(rows)
         B = alpha - ACCEPT_TOLERANCE <= (X64 @ X64.T)
         B = B & B.T
     elif band_i.size:
-        B[band_i, band_j] = decide_pairs(S[band_i, band_j], alpha, margin, X, rows[band_i], rows[band_j])
+        B[band_i, band_j] = decide_pairs(
+            S[band_i, band_j], alpha, margin, vectors, rows[band_i], rows[band_j]
+        )
     np.fill_diagonal(B, True)
     return S, B
 
@@ -76,6 +83,9 @@ def greedy_set_cover(B: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], n
     while remaining > 0:
         j = int(np.argmax(counts))
         newly = np.flatnonzero(B[j] & uncovered)
+        if newly.size == 0:  # only if B were not symmetric: recount exactly (uncovered rows cover themselves)
+            counts = (B & uncovered).sum(axis=1, dtype=np.int64)
+            continue
         assignment[newly] = j
         uncovered[newly] = False
         remaining -= newly.size
@@ -87,8 +97,7 @@ def greedy_set_cover(B: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], n
 
 
 def cover_cell(
-    X32: npt.NDArray[np.float32],
-    X: npt.NDArray[np.floating],
+    vectors: Vectors,
     rows: npt.NDArray[np.int64],
     alpha: float,
     margin: float,
@@ -97,11 +106,17 @@ def cover_cell(
 ) -> CellCover:
     """Greedy cover of the cell ``rows``; ``reassign`` moves every row to its most similar representative."""
     if rows.size == 1:
-        return CellCover(representatives=rows.copy(), assignment=rows.copy())
-    S, B = ball_matrix(X32, X, rows, alpha, margin)
+        return CellCover(
+            representatives=rows.copy(), assignment=rows.copy(), similarity32=np.ones(1, dtype=np.float32)
+        )
+    S, B = ball_matrix(vectors, rows, alpha, margin)
     reps, assignment = greedy_set_cover(B)
     if reassign and reps.size > 1:
         scores = np.where(B[:, reps], S[:, reps], -np.inf)
         assignment = reps[np.argmax(scores, axis=1)]
         assignment[reps] = reps
-    return CellCover(representatives=rows[np.sort(reps)], assignment=rows[assignment])
+    return CellCover(
+        representatives=rows[np.sort(reps)],
+        assignment=rows[assignment],
+        similarity32=S[np.arange(rows.size), assignment],
+    )

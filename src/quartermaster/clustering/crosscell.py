@@ -26,13 +26,14 @@ representatives never grows.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
-from quartermaster.clustering.similarity import decide_pairs
+from quartermaster.clustering.similarity import Vectors, decide_pairs
 
 __all__ = ["CrossCellParams", "cross_cell_pass"]
 
@@ -63,8 +64,7 @@ def _search(
 
 
 def _candidates(
-    X32: npt.NDArray[np.float32],
-    X: npt.NDArray[np.floating],
+    vectors: Vectors,
     rows: npt.NDArray[np.int64],
     rep_pos: npt.NDArray[np.int64],
     reps: npt.NDArray[np.int64],
@@ -75,6 +75,7 @@ def _candidates(
     params: CrossCellParams,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Verified candidate representative positions per row (``-1`` = none) and their float32 similarity."""
+    X32 = vectors.unit32
     d = X32.shape[1]
     quantizer = faiss.IndexFlatIP(d)
     quantizer.add(np.ascontiguousarray(centroids))
@@ -102,48 +103,62 @@ def _candidates(
             cand[members, : t.size] = t
             sims[members, : t.size] = block
 
-    qi, kj = np.nonzero(cand >= 0)
-    ok = decide_pairs(sims[qi, kj], alpha, margin, X, rows[qi], reps[cand[qi, kj]])
-    cand[qi[~ok], kj[~ok]] = -1
-    sims[cand < 0] = -np.inf
-    by_sim = np.argsort(-sims, axis=1, kind="stable")
-    return np.take_along_axis(cand, by_sim, axis=1), np.take_along_axis(sims, by_sim, axis=1)
+    certain = sims >= alpha + margin
+    qi, kj = np.nonzero(~certain & (sims >= alpha - margin) & (cand >= 0))
+    if qi.size:
+        certain[qi, kj] = decide_pairs(sims[qi, kj], alpha, margin, vectors, rows[qi], reps[cand[qi, kj]])
+    cand[~certain] = -1
+    sims[~certain] = -np.inf
+    if big.size:  # faiss results are sorted already; sort the rows that got their representative's neighbours
+        sel = np.flatnonzero(~small[rep_pos])
+        by_sim = np.argsort(-sims[sel], axis=1, kind="stable")
+        cand[sel] = np.take_along_axis(cand[sel], by_sim, axis=1)
+        sims[sel] = np.take_along_axis(sims[sel], by_sim, axis=1)
+    return cand, sims
 
 
 def cross_cell_pass(
-    X32: npt.NDArray[np.float32],
-    X: npt.NDArray[np.floating],
+    vectors: Vectors,
     rows: npt.NDArray[np.int64],
     assignment: npt.NDArray[np.int64],
+    similarity32: npt.NDArray[np.float32],
     centroids: npt.NDArray[np.float32],
     alpha: float,
     margin: float,
     params: CrossCellParams,
     *,
     reassign: bool,
-) -> npt.NDArray[np.int64]:
-    """New representative row for every row of ``rows`` (one partition with at least two cells)."""
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """New representative row (and float32 similarity to it) of every row of ``rows``.
+
+    ``rows`` is one partition with at least two cells, ``assignment``/``similarity32`` its per-cell result.
+    """
     reps = np.unique(assignment)
     if reps.size < 2:
-        return assignment
+        return assignment, similarity32
     rep_pos = np.searchsorted(reps, assignment)
     sizes = np.bincount(rep_pos, minlength=reps.size)
     small = sizes <= params.max_size
-    cand, sims = _candidates(X32, X, rows, rep_pos, reps, small, centroids, alpha, margin, params)
+    t0 = time.perf_counter()
+    cand, sims = _candidates(vectors, rows, rep_pos, reps, small, centroids, alpha, margin, params)
+    t1 = time.perf_counter()
 
     alive = np.ones(reps.size, dtype=np.bool_)
     settled = np.zeros(reps.size, dtype=np.bool_)
     alive_l = alive.tolist()
     settled_l = settled.tolist()
     order_rows = np.argsort(rep_pos, kind="stable")
-    bounds = np.searchsorted(rep_pos[order_rows], np.arange(reps.size + 1))
-    members: list[list[int]] = [order_rows[bounds[r] : bounds[r + 1]].tolist() for r in range(reps.size)]
+    bounds = np.searchsorted(rep_pos[order_rows], np.arange(reps.size + 1)).tolist()
+    moved_in: dict[int, list[int]] = {}  # rows moved into a representative that may still be dropped
     pos = rep_pos.copy()
     dropped = 0
     for r in np.lexsort((reps, sizes)).tolist():
-        mem = members[r]
+        mem = order_rows[bounds[r] : bounds[r + 1]]
+        extra = moved_in.pop(r, None)
+        if extra:
+            mem = np.concatenate([mem, np.asarray(extra, dtype=np.int64)])
         targets: list[int] | None
-        if len(mem) <= _PYTHON_PATH_MAX:
+        if mem.size <= _PYTHON_PATH_MAX:
             targets = []
             for row_cands in cand[mem].tolist():
                 best = -1
@@ -168,32 +183,38 @@ def cross_cell_pass(
             else:
                 pref = ok & settled[Cc]
                 col = np.where(pref.any(axis=1), np.argmax(pref, axis=1), np.argmax(ok, axis=1))
-                targets = C[np.arange(len(mem)), col].tolist()
+                targets = C[np.arange(mem.size), col].tolist()
         if targets is None:
             settled[r] = settled_l[r] = True
             continue
         alive[r] = alive_l[r] = False
         dropped += 1
-        for row, t in zip(mem, targets, strict=True):
-            pos[row] = t
+        pos[mem] = targets
+        for row, t in zip(mem.tolist(), targets, strict=True):
             if not settled_l[t]:
-                members[t].append(row)
-        members[r] = []
+                moved_in.setdefault(t, []).append(row)
 
+    t2 = time.perf_counter()
+    sim = similarity32.copy()
+    moved = np.flatnonzero(pos != rep_pos)
+    if moved.size:  # similarity to the new representative: the matching candidate's
+        col = np.argmax(cand[moved] == pos[moved, None], axis=1)
+        sim[moved] = sims[moved, col]
     if reassign:
         usable = (cand >= 0) & alive[np.maximum(cand, 0)]
-        has = np.asarray(usable.any(axis=1), dtype=np.bool_)
         first = np.argmax(usable, axis=1)
         ar = np.arange(cand.shape[0])
         best_pos, best_sim = cand[ar, first], sims[ar, first]
-        move = np.zeros(rows.size, dtype=np.bool_)
-        for start in range(0, rows.size, _SEARCH_CHUNK):
-            sl = slice(start, start + _SEARCH_CHUNK)
-            cur_sim = np.einsum("ij,ij->i", X32[rows[sl]], X32[reps[pos[sl]]])
-            move[sl] = has[sl] & (best_sim[sl] > cur_sim)
+        move = usable[ar, first] & (best_sim > sim)
         pos[move] = best_pos[move]
+        sim[move] = best_sim[move]
     survivors = np.flatnonzero(alive)
-    pos[np.searchsorted(rows, reps[survivors])] = survivors  # a representative belongs to its own cluster
-    logger.debug("cross-cell pass dropped %d of %d representatives", dropped, reps.size)
+    own = np.searchsorted(rows, reps[survivors])
+    pos[own] = survivors  # a representative belongs to its own cluster
+    sim[own] = 1.0
+    logger.debug(
+        "cross-cell pass dropped %d of %d representatives (candidates %.2fs, reverse delete %.2fs, "
+        "reassign %.2fs)", dropped, reps.size, t1 - t0, t2 - t1, time.perf_counter() - t2,
+    )  # fmt: skip
     out: npt.NDArray[np.int64] = reps[pos]
-    return out
+    return out, sim

@@ -35,7 +35,7 @@ from quartermaster.clustering.cover import cover_cell
 from quartermaster.clustering.crosscell import CrossCellParams, cross_cell_pass
 from quartermaster.clustering.errors import ClusteringInputError
 from quartermaster.clustering.partition import as_attribute_columns, partition_rows
-from quartermaster.clustering.similarity import float32_margin, rowwise_cosine64
+from quartermaster.clustering.similarity import Vectors, float32_margin
 from quartermaster.clustering.trim import check_trim, kept_clusters
 from quartermaster.clustering.validation import CHUNK_ROWS, check_alpha, normalized_float32
 
@@ -188,13 +188,15 @@ class GuardrailedClustering:
         alpha, cc_params = self._validated()
         t0 = time.perf_counter()
         X_in = np.asarray(X) if not isinstance(X, np.ndarray) else X
-        X32 = normalized_float32(X_in)  # validates shape, finiteness and norms
+        X32, norms = normalized_float32(X_in)  # validates shape, finiteness and norms
+        vectors = Vectors(unit32=X32, raw=X_in, norms=norms)
         n, d = X32.shape
         margin = float32_margin(d)
         parts = partition_rows(self._attribute_columns(attributes, n), n)
         t_valid = time.perf_counter()
 
         assignment = np.empty(n, dtype=np.int64)
+        sim32 = np.empty(n, dtype=np.float32)
         n_cells = 0
         before_cross = 0
         t_cells = t_cover = t_cross = 0.0
@@ -215,31 +217,31 @@ class GuardrailedClustering:
                 )
             tc = time.perf_counter()
             for cell in cells.members:
-                cov = cover_cell(X32, X_in, cell, alpha, margin, reassign=self.reassign)
+                cov = cover_cell(vectors, cell, alpha, margin, reassign=self.reassign)
                 assignment[cell] = cov.assignment
+                sim32[cell] = cov.similarity32
                 before_cross += cov.representatives.size
                 done += cell.size
                 if progress is not None:
                     progress("cover", done, n)
             tx = time.perf_counter()
             if self.cross_cell and len(cells.members) > 1:
-                assignment[rows] = cross_cell_pass(
-                    X32, X_in, rows, assignment[rows], cells.centroids, alpha, margin, cc_params,
-                    reassign=self.reassign,
+                assignment[rows], sim32[rows] = cross_cell_pass(
+                    vectors, rows, assignment[rows], sim32[rows], cells.centroids, alpha, margin,
+                    cc_params, reassign=self.reassign,
                 )  # fmt: skip
             n_cells += len(cells.members)
             t_cells += tc - ts
             t_cover += tx - tc
             t_cross += time.perf_counter() - tx
 
-        del X32
         ts = time.perf_counter()
         reps = np.unique(assignment)
         labels = np.searchsorted(reps, assignment).astype(np.int64)
         similarity = np.empty(n, dtype=np.float64)
         for start in range(0, n, CHUNK_ROWS):
             rows = np.arange(start, min(n, start + CHUNK_ROWS), dtype=np.int64)
-            similarity[rows] = rowwise_cosine64(X_in, rows, assignment[rows])
+            similarity[rows] = vectors.cosine64(rows, assignment[rows])
             if progress is not None:
                 progress("similarity", int(rows[-1]) + 1, n)
         sizes = np.bincount(labels, minlength=reps.size).astype(np.int64)

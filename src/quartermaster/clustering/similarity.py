@@ -1,10 +1,10 @@
 """Exact-enough similarity decisions: float32 for speed, float64 where float32 cannot decide.
 
-The guarantee is checked in float64 (``cos >= alpha - FLOAT64_TOLERANCE``, see :mod:`.verify`). The clustering
-computes similarities in float32 (BLAS / faiss). With ``u = 2**-24`` and unit vectors rounded once to float32
-(one ulp per component), a float32 dot product of dimension ``d`` differs from the exact cosine by at most
-about ``(d + 2) u`` (``gamma_d`` for the summation plus the rounding of both vectors). :func:`float32_margin`
-doubles that bound. A pair is therefore
+The guarantee is checked in float64 (``cos >= alpha - FLOAT64_TOLERANCE``, see :mod:`.verify`). The
+clustering computes similarities in float32 (BLAS / faiss). With ``u = 2**-24`` and unit vectors whose
+components carry at most two float32 roundings each, a float32 dot product of dimension ``d`` differs from
+the exact cosine by at most about ``(d + 4) u`` (``gamma_d`` for the summation plus the rounding of both
+vectors). :func:`float32_margin` is more than twice that bound. A pair is therefore
 
 * certainly inside the ball when ``s32 >= alpha + margin`` (its exact cosine is > alpha),
 * certainly outside when ``s32 < alpha - margin``,
@@ -16,18 +16,17 @@ doubles that bound. A pair is therefore
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from quartermaster.clustering.validation import normalized_float64
-
 __all__ = [
     "ACCEPT_TOLERANCE",
     "FLOAT64_TOLERANCE",
+    "Vectors",
     "decide_pairs",
     "float32_margin",
-    "rowwise_cosine64",
 ]
 
 #: Allowance for float64 rounding in the verifier: a row passes when ``cos64 >= alpha - FLOAT64_TOLERANCE``.
@@ -43,24 +42,40 @@ def float32_margin(d: int) -> float:
     return 2.0 * (d + 2 * math.ceil(math.log2(max(d, 2))) + 16) * _U32
 
 
-def rowwise_cosine64(
-    X: npt.NDArray[np.floating], rows_a: npt.NDArray[np.int64], rows_b: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
-    """float64 cosine of ``X[rows_a[i]]`` and ``X[rows_b[i]]`` for each ``i`` (clipped to [-1, 1])."""
-    if rows_a.size == 0:
-        return np.zeros(0, dtype=np.float64)
-    a = normalized_float64(X, rows_a)
-    b = normalized_float64(X, rows_b)
-    cos = np.einsum("ij,ij->i", a, b)
-    out: npt.NDArray[np.float64] = np.clip(cos, -1.0, 1.0)
-    return out
+@dataclass(frozen=True)
+class Vectors:
+    """The rows to cluster: float32 unit rows for speed, the raw input and float64 norms for exact checks."""
+
+    unit32: npt.NDArray[np.float32]
+    raw: npt.NDArray[np.floating]
+    norms: npt.NDArray[np.float64]
+
+    @property
+    def d(self) -> int:
+        return int(self.unit32.shape[1])
+
+    def cosine64(
+        self, rows_a: npt.NDArray[np.int64], rows_b: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float64]:
+        """float64 cosine of ``raw[rows_a[i]]`` and ``raw[rows_b[i]]`` (float32 products are exact)."""
+        if rows_a.size == 0:
+            return np.zeros(0, dtype=np.float64)
+        dots = np.einsum("ij,ij->i", self.raw[rows_a], self.raw[rows_b], dtype=np.float64)
+        cos = dots / (self.norms[rows_a] * self.norms[rows_b])
+        out: npt.NDArray[np.float64] = np.clip(cos, -1.0, 1.0)
+        return out
+
+    def unit64(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
+        """float64 unit vectors of ``raw[rows]``."""
+        out: npt.NDArray[np.float64] = np.asarray(self.raw[rows], dtype=np.float64) / self.norms[rows, None]
+        return out
 
 
 def decide_pairs(
     s32: npt.NDArray[np.float32],
     alpha: float,
     margin: float,
-    X: npt.NDArray[np.floating],
+    vectors: Vectors,
     rows_a: npt.NDArray[np.int64],
     rows_b: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.bool_]:
@@ -68,7 +83,7 @@ def decide_pairs(
     accept = s32 >= alpha + margin
     band = np.flatnonzero(~accept & (s32 >= alpha - margin))
     if band.size:
-        cos = rowwise_cosine64(X, rows_a[band], rows_b[band])
+        cos = vectors.cosine64(rows_a[band], rows_b[band])
         accept[band] = cos >= alpha - ACCEPT_TOLERANCE
     out: npt.NDArray[np.bool_] = accept
     return out

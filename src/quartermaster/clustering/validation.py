@@ -1,9 +1,9 @@
 """Input validation and normalisation at the boundary.
 
 Embeddings must be a 2-D matrix of finite values with non-zero rows; cosine similarity then is the dot
-product of the L2-normalised rows. Normalisation is computed in float64 per chunk and rounded once to
-float32, so every component of the float32 copy is within one float32 ulp of the exact unit vector (this
-bounds the float32 similarity error, see :mod:`quartermaster.clustering.similarity`).
+product of the L2-normalised rows. Norms are computed in float64 per chunk, so every component of the float32
+copy is within two float32 roundings of the exact unit vector (this bounds the float32 similarity error, see
+:mod:`quartermaster.clustering.similarity`).
 
 Invalid rows (NaN/inf, zero norm) are either an error naming the counts and the fix, or — with
 ``drop_invalid`` — removed and reported by :class:`InvalidRows`.
@@ -25,7 +25,7 @@ __all__ = [
     "check_alpha",
     "find_invalid_rows",
     "normalized_float32",
-    "normalized_float64",
+    "raise_for_invalid",
 ]
 
 logger = logging.getLogger(__name__)
@@ -141,26 +141,24 @@ def raise_for_invalid(invalid: InvalidRows, n_rows: int) -> None:
     )
 
 
-def normalized_float32(X: object) -> npt.NDArray[np.float32]:
-    """L2-normalise every row (computed in float64, rounded once) into a new C-contiguous float32 matrix.
+def normalized_float32(X: object) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+    """Unit rows as a new C-contiguous float32 matrix, and the float64 norms of the input rows.
 
     Raises :class:`ClusteringInputError` when a row is non-finite or has zero norm.
     """
     arr = _as_matrix(X)
     n, d = arr.shape
     out = np.empty((n, d), dtype=np.float32)
+    all_norms = np.empty(n, dtype=np.float64)
     for start in range(0, n, CHUNK_ROWS):
-        block = np.asarray(arr[start : start + CHUNK_ROWS], dtype=np.float64)
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        block = arr[start : start + CHUNK_ROWS]
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
         if not (np.isfinite(norms).all() and (norms > 0.0).all()):
             raise_for_invalid(find_invalid_rows(arr), n)
-        out[start : start + block.shape[0]] = block / norms[:, None]
-    return out
-
-
-def normalized_float64(X: npt.NDArray[np.floating], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
-    """Exact-as-float64 unit vectors of ``X[rows]`` (a small gathered block; rows must be valid)."""
-    block = np.asarray(X[rows], dtype=np.float64)
-    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-    out: npt.NDArray[np.float64] = block / norms[:, None]
-    return out
+        all_norms[start : start + len(block)] = norms
+        if block.dtype == np.float32:
+            # Two float32 roundings per component (1/norm and the product): within the similarity margin.
+            np.multiply(block, (1.0 / norms).astype(np.float32)[:, None], out=out[start : start + len(block)])
+        else:
+            out[start : start + len(block)] = np.asarray(block, dtype=np.float64) / norms[:, None]
+    return out, all_norms
