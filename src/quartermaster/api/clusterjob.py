@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from quartermaster.api.classes import SpecModel
+from quartermaster.api.pool import Toleration
 from quartermaster.api.status import Condition
 
 
@@ -115,6 +116,12 @@ class QueryClusterJobSpec(SpecModel):
         default=1, ge=1, le=1000, description="Indexed-Job shards (rows split by index), merged afterwards."
     )
     resources: Resources = Field(default_factory=Resources, description="Per-pod compute resources.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the clustering pods must run on (e.g. a CPU pool)."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations of the clustering pods."
+    )
     backoff_limit: int = Field(default=2, ge=0, le=20, description="Job retries before it fails.")
     ttl_seconds_after_finished: int = Field(
         default=3600, ge=0, description="Seconds after completion before Kubernetes deletes the Job."

@@ -40,7 +40,7 @@ def reconcile_catalog(
             precisions=list(m.precisions),
             profiles=len(m.profiles),
             classes_with_errors=len(m.class_errors),
-        ).model_dump(by_alias=True)
+        ).model_dump(by_alias=True, exclude_none=True)
         for m in spec.models
     ]
     message = f"{len(models)} models"

@@ -190,7 +190,14 @@ def _job(owner: Owner, spec: QueryClusterJobSpec, name: str, pod_spec: dict[str,
         "spec": {
             "backoffLimit": spec.backoff_limit,
             "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    **pod_spec,
+                    "nodeSelector": dict(spec.node_selector),
+                    "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations],
+                },
+            },
         },
     }
 

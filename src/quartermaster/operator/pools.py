@@ -124,7 +124,9 @@ class PoolReconciler:
         now: datetime.datetime,
     ) -> Outcome:
         stamp = now_rfc3339(now)
-        status = InferencePoolStatus.model_validate(raw_status or {}).model_dump(by_alias=True)
+        status = InferencePoolStatus.model_validate(raw_status or {}).model_dump(
+            by_alias=True, exclude_none=True
+        )
         conditions: list[dict[str, Any]] = status.get("conditions", [])
 
         def degraded(reason: str, message: str, *, retry: bool) -> Outcome:
@@ -234,7 +236,7 @@ class PoolReconciler:
         metrics.REPLICAS.labels(namespace=owner.namespace, pool=owner.name).set(plan.replicas)
         patch = {
             **status,
-            "plan": plan.model_dump(by_alias=True),
+            "plan": plan.model_dump(by_alias=True, exclude_none=True),
             "costPerHour": plan.cost_per_hour,
             "replicas": plan.replicas,
             "solver": plan.solver,
@@ -476,7 +478,7 @@ def diff(plan: PlanSummary, live: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
     for name in sorted(set(current) - {d.name for d in plan.deployments}):
         changes.append(Change(action="delete", deployment=name, replicas_from=current[name], replicas_to=0))
-    return [c.model_dump(by_alias=True) for c in changes]
+    return [c.model_dump(by_alias=True, exclude_none=True) for c in changes]
 
 
 def is_applied(status: dict[str, Any]) -> bool:
