@@ -56,6 +56,7 @@ test-unit: venv ## Unit tests only (no control plane).
 .PHONY: manifests
 manifests: venv ## Generate the CRDs from the pydantic models into crds/ (a test diffs the committed copy).
 	$(BIN)/python -m quartermaster.api.crds crds
+	$(BIN)/python hack/chart_crds.py
 
 ##@ Local control plane
 .PHONY: cluster-up
