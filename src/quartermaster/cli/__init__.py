@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from quartermaster import __version__
+from quartermaster.cli import cluster as cluster_cli
 from quartermaster.cli import devcluster
 from quartermaster.cli import operator as operator_cli
 from quartermaster.cli import router as router_cli
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 
 
+app.add_typer(cluster_cli.app, name="cluster")
 app.add_typer(devcluster.app, name="dev-cluster")
 app.add_typer(operator_cli.app, name="operator")
 app.add_typer(router_cli.app, name="router")
