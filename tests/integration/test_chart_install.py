@@ -95,10 +95,13 @@ def test_install_runs_the_operator_with_least_privilege_and_uninstall_keeps_the_
 ) -> None:
     release = f"qm-{namespace.rsplit('-', 1)[-1]}"
     full = f"{release}-quartermaster"
-    helm(
+    notes = helm(
         "install", release, CHART, "--namespace", namespace,
         "--set", "crds.enabled=true,crds.keep=true", "--take-ownership", "--wait", "--timeout", "120s",
-    )  # fmt: skip
+    ).stdout  # fmt: skip
+    assert "are KEPT on `helm uninstall`" in notes
+    assert f"helm test {release} -n {namespace}" in notes
+    assert f"http://{release}-quartermaster-metrics.{namespace}.svc:8080/metrics" in notes
     apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
     rbac, ext = client.RbacAuthorizationV1Api(api_client), client.ApiextensionsV1Api(api_client)
 
@@ -194,10 +197,12 @@ def test_namespaced_install_with_replicas_uses_roles_and_a_kopf_peering(
 ) -> None:
     release = f"qmp-{namespace.rsplit('-', 1)[-1]}"
     full = f"{release}-quartermaster"
-    helm(
+    notes = helm(
         "install", release, CHART, "--namespace", namespace, "--wait", "--timeout", "120s",
         "--set", f"crds.enabled=false,replicaCount=2,watchNamespace={namespace},test.enabled=false",
-    )  # fmt: skip
+    ).stdout  # fmt: skip
+    assert f'kopf peering "{release}-quartermaster" is on' in notes
+    assert "not managed by this release (crds.enabled=false)" in notes
     apps, rbac = client.AppsV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)
     wait_for(

@@ -75,7 +75,7 @@ def test_operator_runs_the_cli_with_liveness_on_healthz_and_settings_from_values
     (container,) = pod["containers"]
     assert container["args"] == ["operator", "run"]
     env = env_of(container)
-    assert env["QM_NAMESPACE"] == ""
+    assert "QM_NAMESPACE" not in env  # unset: all namespaces
     assert env["QM_METRICS_PORT"] == "8080"
     assert env["QM_HEALTH_PORT"] == "8081"
     assert env["QM_LOG_FORMAT"] == "json"
