@@ -107,8 +107,12 @@ def instance_from_table(
         if kappa < 0:
             raise EvalTableError(f"prior_strength={kappa} must be >= 0 (0 = no shrinkage)")
         for c in np.flatnonzero(n[:, j] == 0):
-            log.warning("cluster %s has no labels for model %s; using its pooled error %.3f",
-                        table.cluster_ids[c], model, pooled)  # fmt: skip
+            log.warning(
+                "cluster %s has no labels for model %s; using its pooled error %.3f",
+                table.cluster_ids[c],
+                model,
+                pooled,
+            )
         denom = n[:, j] + kappa
         error[:, j] = np.where(denom > 0, (k[:, j] + kappa * pooled) / np.maximum(denom, _EPS), pooled)
     model_cost = np.nanmean(table.cost, axis=0)

@@ -100,8 +100,13 @@ def fit_utility(
         log.warning(
             "%s: accuracy is flat (%.3f..%.3f over budgets %g..%g); reasoning tokens do not help, so the "
             "curve saturates at the smallest budget (a=%.3f, tau=0)",
-            name, float(y.min()), float(y.max()), lo_b, hi_b, level,
-        )  # fmt: skip
+            name,
+            float(y.min()),
+            float(y.max()),
+            lo_b,
+            hi_b,
+            level,
+        )
         return UtilityCurve(a=level, beta=10.0 / scale, tau=0.0, rmse=float(np.std(y)), flat=True)
     best: tuple[float, npt.NDArray[np.float64]] | None = None
     span = max(hi_b - lo_b, 1.0)
@@ -120,5 +125,6 @@ def fit_utility(
                 best = (cost, res.x)
     assert best is not None
     a, log_beta, tau = (float(v) for v in best[1])
-    return UtilityCurve(a=float(np.clip(a, 0.0, 1.0)), beta=math.exp(log_beta), tau=max(tau, 0.0),
-                        rmse=math.sqrt(best[0]))  # fmt: skip
+    return UtilityCurve(
+        a=float(np.clip(a, 0.0, 1.0)), beta=math.exp(log_beta), tau=max(tau, 0.0), rmse=math.sqrt(best[0])
+    )

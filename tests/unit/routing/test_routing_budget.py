@@ -115,10 +115,17 @@ def test_rational_abandonment_drops_hard_items_when_tokens_are_scarce() -> None:
     for it in (easy + hard)[5:]:
         c = it.options[0].curve
         b = cs.best_tokens(
-            cs.PricedArrays(np.ones(1), *(np.array([[v]]) for v in (c.a, c.beta, c.tau, 1.0)),
-                            np.ones((1, 1), dtype=bool), np.full(1, np.inf), np.zeros(1), np.zeros(1)),
-            scarce.price, clamp=True,
-        )[0, 0]  # fmt: skip
+            cs.PricedArrays(
+                np.ones(1),
+                *(np.array([[v]]) for v in (c.a, c.beta, c.tau, 1.0)),
+                np.ones((1, 1), dtype=bool),
+                np.full(1, np.inf),
+                np.zeros(1),
+                np.zeros(1),
+            ),
+            scarce.price,
+            clamp=True,
+        )[0, 0]
         assert float(c.value(b)) - scarce.price * b < 0
     generous = allocate(easy + hard, 5000.0 * 10, exact_max_items=0)
     assert generous.abandoned_share == 0.0

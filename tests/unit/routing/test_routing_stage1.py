@@ -159,8 +159,13 @@ def test_lambda_star_is_the_best_lambda_routing_within_budget(
     )
     cost_m = np.array(data.draw(st.lists(st.floats(0.1, 10), min_size=n_m, max_size=n_m)))
     w = np.array(data.draw(st.lists(st.floats(1, 100), min_size=n_c, max_size=n_c)))
-    inst = Stage1Instance(tuple(f"c{i}" for i in range(n_c)), tuple(f"m{j}" for j in range(n_m)),
-                          err, np.tile(cost_m, (n_c, 1)), w)  # fmt: skip
+    inst = Stage1Instance(
+        tuple(f"c{i}" for i in range(n_c)),
+        tuple(f"m{j}" for j in range(n_m)),
+        err,
+        np.tile(cost_m, (n_c, 1)),
+        w,
+    )
     regs = regions(inst)
     assert all(
         a.cost >= b.cost - 1e-9 and a.accuracy >= b.accuracy - 1e-9 for a, b in itertools.pairwise(regs)
