@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import pytest
+import yaml
 from kubernetes import client, config
 
+from quartermaster.api.crdgen import GROUP, VERSION
 from quartermaster.localcluster import binaries
-from quartermaster.localcluster.launcher import LocalCluster
+from quartermaster.localcluster.launcher import LocalCluster, free_port
 
 T = TypeVar("T")
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -118,3 +125,110 @@ def crds(api_client: client.ApiClient) -> list[str]:
 
     wait_for(established, what=f"CRDs {names} Established")
     return names
+
+
+# -- the operator under test ------------------------------------------------------------------------
+
+
+@dataclass
+class OperatorProcess:
+    kubeconfig: pathlib.Path
+    namespace: str
+    log_path: pathlib.Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "QM_METRICS_PORT": "0",
+            "QM_HEALTH_PORT": str(free_port()),
+            "QM_LOG_FORMAT": "text",
+            "QM_ALLOW_FILE_URLS": "true",
+            **self.env,
+        }
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "quartermaster.cli", "operator", "run", "-n", self.namespace],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as when a node dies mid-apply."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            self.proc = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture
+def example() -> Callable[[str], dict[str, Any]]:
+    """Loads a fresh copy of an ``examples/`` manifest."""
+
+    def load(name: str) -> dict[str, Any]:
+        return dict(yaml.safe_load((REPO_ROOT / "examples" / name).read_text()))
+
+    return load
+
+
+class Resources:
+    """Typed-enough access to the custom resources of one namespace."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+
+    def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, body))
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name))
+
+    def patch(self, plural: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name, body)
+        )
+
+    def delete(self, plural: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
+
+    def status(self, plural: str, name: str) -> dict[str, Any]:
+        return dict(self.get(plural, name).get("status") or {})
+
+
+@pytest.fixture
+def resources(api_client: client.ApiClient, namespace: str) -> Resources:
+    return Resources(api_client, namespace)
+
+
+@pytest.fixture
+def operator(
+    kubeconfig: pathlib.Path, namespace: str, crds: list[str], tmp_path: pathlib.Path
+) -> Iterator[OperatorProcess]:
+    """The operator, running as a subprocess watching the test's namespace; its log is shown on failure."""
+    proc = OperatorProcess(kubeconfig, namespace, tmp_path / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        print(f"--- operator log tail ---\n{proc.log_tail()}")

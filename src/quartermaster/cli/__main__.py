@@ -1,0 +1,5 @@
+"""``python -m quartermaster.cli``."""
+
+from quartermaster.cli import main
+
+main()
