@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from quartermaster import __version__
+from quartermaster.cli import budget as budget_cli
 from quartermaster.cli import cluster as cluster_cli
 from quartermaster.cli import devcluster
 from quartermaster.cli import operator as operator_cli
+from quartermaster.cli import route as route_cli
 from quartermaster.cli import router as router_cli
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app.add_typer(cluster_cli.app, name="cluster")
 app.add_typer(devcluster.app, name="dev-cluster")
 app.add_typer(operator_cli.app, name="operator")
 app.add_typer(router_cli.app, name="router")
+app.add_typer(route_cli.app, name="route")
+app.add_typer(budget_cli.app, name="budget")
 
 
 @app.callback()
