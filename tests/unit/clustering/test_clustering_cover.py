@@ -1,0 +1,83 @@
+"""The greedy cover against the brute-force optimum, and exact ball decisions near the threshold."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import numpy.typing as npt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quartermaster.clustering.cover import ball_matrix, cover_cell, greedy_set_cover
+from quartermaster.clustering.similarity import Vectors, float32_margin
+from quartermaster.clustering.validation import normalized_float32
+
+
+def _vectors(X: npt.NDArray[np.floating]) -> Vectors:
+    unit, norms = normalized_float32(X)
+    return Vectors(unit32=unit, raw=X, norms=norms)
+
+
+def _optimum(B: npt.NDArray[np.bool_]) -> int:
+    """Smallest number of balls covering every row (exhaustive; tiny instances only)."""
+    n = B.shape[0]
+    for size in range(1, n + 1):
+        for combo in itertools.combinations(range(n), size):
+            if B[list(combo)].any(axis=0).all():
+                return size
+    raise AssertionError("the rows cover themselves, so a cover always exists")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 10),
+    d=st.integers(2, 6),
+    alpha=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**16),
+)
+def test_greedy_is_within_harmonic_bound_of_optimum(n: int, d: int, alpha: float, seed: int) -> None:
+    X = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    vec = _vectors(X)
+    rows = np.arange(n, dtype=np.int64)
+    _, B = ball_matrix(vec, rows, alpha, float32_margin(d))
+    reps, assignment = greedy_set_cover(B)
+    opt = _optimum(B)
+    assert opt <= reps.size <= (1 + math.log(n)) * opt
+    # every row is covered by (inside the ball of) its assigned representative
+    assert B[assignment, rows].all()
+    assert (assignment[reps] == reps).all()
+
+
+def test_greedy_picks_the_largest_ball_first() -> None:
+    # a hub similar to everything and leaves similar only to the hub: one representative suffices
+    B = np.eye(6, dtype=np.bool_)
+    B[0, :] = B[:, 0] = True
+    reps, assignment = greedy_set_cover(B)
+    assert reps.tolist() == [0]
+    assert (assignment == 0).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), d=st.integers(3, 64))
+def test_pairs_at_the_threshold_are_decided_in_float64(seed: int, d: int) -> None:
+    """alpha set exactly to a pair's float64 cosine: float32 cannot decide, float64 must (and agree)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((3, d))
+    X[1] = X[0] + 0.3 * rng.standard_normal(d)
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    cos01 = float(unit[0] @ unit[1])
+    vec = _vectors(X)
+    rows = np.arange(3, dtype=np.int64)
+    margin = float32_margin(d)
+    for alpha, expected in ((cos01, True), (cos01 + 1e-9, False), (cos01 - 1e-9, True)):
+        if not 0 < alpha <= 1:
+            continue
+        _, B = ball_matrix(vec, rows, alpha, margin)
+        assert bool(B[0, 1]) is expected
+        assert bool(B[1, 0]) is expected
+        cover = cover_cell(vec, rows, alpha, margin, reassign=True)
+        rep = cover.assignment
+        cos = np.einsum("ij,ij->i", unit, unit[rep])
+        assert (cos >= alpha - 1e-12).all()
