@@ -19,7 +19,7 @@ app = typer.Typer(
     help="Route query clusters to models under a budget, calibrate escalation, build the router config."
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextlib.contextmanager
