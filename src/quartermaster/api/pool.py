@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from quartermaster.api.classes import (
     DNS_LABEL_PATTERN,
@@ -43,6 +43,22 @@ class Toleration(SpecModel):
 
 class NodePoolSpec(SpecModel):
     """A pool of identical GPU nodes the planner may place replicas on."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.gpus % self.gpusPerNode == 0",
+                    "message": "gpus must be a multiple of gpusPerNode (whole nodes)",
+                },
+                {
+                    "rule": "!has(self.maxTensorParallel) || self.maxTensorParallel <= self.gpusPerNode",
+                    "message": "maxTensorParallel must not exceed gpusPerNode (tensor parallelism stays in a "
+                    "node)",
+                },
+            ]
+        }
+    )
 
     name: str = Field(pattern=DNS_LABEL_PATTERN, description="Pool name (RFC 1123 label), e.g. h100.")
     gpu_type: str = Field(
@@ -150,6 +166,22 @@ class PlannerSettings(SpecModel):
 
 class InferencePoolSpec(SpecModel):
     """spec of an InferencePool: what to serve, on which GPUs, at what quality and cost."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.classes) != has(self.classesFrom)",
+                    "message": "set exactly one of classes (inline query classes) or classesFrom (a "
+                    "QueryClusterJob name)",
+                },
+                {
+                    "rule": "!has(self.classes) || size(self.classes) > 0",
+                    "message": "classes is empty; declare at least one query class or use classesFrom",
+                },
+            ]
+        }
+    )
 
     catalog_ref: str = Field(
         pattern=DNS_LABEL_PATTERN, description="Name of the ModelCatalog (same namespace) to deploy from."
