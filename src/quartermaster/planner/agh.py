@@ -11,8 +11,10 @@
    - *relocate*: take one class's share off a deployment and re-serve it greedily elsewhere (this also moves
      demand onto cheaper, less accurate models within the class's error slack).
 3. **GPU consolidation**: drop a whole deployment, or one replica of it, re-serving its demand on the spare
-   capacity of the others; then, in rolling re-planning, keep replicas that would cost less to keep than to
-   stop and restart (switching cost).
+   capacity of the others; then (deviation from the seed, ``lp_consolidation``) drop or swap single
+   replicas while an exact LP re-routing of the shares (:mod:`quartermaster.planner.rebalance`) keeps every
+   class served; finally, in rolling re-planning, keep replicas that would cost less to keep than to stop
+   and restart (switching cost).
 
 Deterministic for a given seed: all iteration orders are sorted with index tie-breaks.
 """
@@ -28,6 +30,7 @@ import numpy as np
 
 from quartermaster.planner.greedy import TOL, construct, rate_order, serve_class
 from quartermaster.planner.plan import Solution
+from quartermaster.planner.rebalance import consolidate
 from quartermaster.planner.state import Allocation, Context
 
 logger = logging.getLogger(__name__)
@@ -46,7 +49,7 @@ class AghStats:
     timed_out: bool
 
 
-def _orders(ctx: Context, seed: int, random_starts: int) -> list[tuple[str, list[int]]]:
+def _orders(ctx: Context, seed: int, random_starts: int) -> list[tuple[str, list[int], bool]]:
     classes = ctx.instance.classes
     idx = range(len(classes))
     footprint = [c.rate * (c.prompt_tokens + c.output_tokens) for c in classes]
@@ -58,10 +61,12 @@ def _orders(ctx: Context, seed: int, random_starts: int) -> list[tuple[str, list
         ("footprint-asc", sorted(idx, key=lambda i: (footprint[i], i))),
         ("tpot-slo", sorted(idx, key=lambda i: (classes[i].tpot, classes[i].ttft, i))),
     ]
+    starts = [(name, order, False) for name, order in orders]
+    starts += [(f"{name}+lookahead", order, True) for name, order in orders]
     rng = np.random.default_rng(seed)
     for n in range(random_starts):
-        orders.append((f"random-{n}", [int(i) for i in rng.permutation(len(classes))]))
-    return orders
+        starts.append((f"random-{n}", [int(i) for i in rng.permutation(len(classes))], bool(n % 2)))
+    return starts
 
 
 def warm_start(ctx: Context, previous: Solution) -> Allocation:
@@ -79,57 +84,78 @@ def warm_start(ctx: Context, previous: Solution) -> Allocation:
     return construct(ctx, rate_order(ctx), start=st)
 
 
-def _retarget(st: Allocation) -> bool:
-    """Move one whole deployment to the option (any model, precision, pool, TP/PP) that saves the most.
+def _move_group(st: Allocation, group: list[int]) -> bool:
+    """Move every share of the deployments in ``group`` onto the one option that saves the most.
 
-    Priced analytically for every candidate at once: replicas needed for the moved load, GPUs of the target
-    pool, the budget, and the error bound (C3) of every class the deployment serves.
+    Priced analytically for all candidate options at once: replicas needed for the moved load on top of
+    the target's own, GPUs of the target pool, the budget and the error bound (C3) of every class touched.
+    With one deployment this is the seed's *swap tier / change t* (and change model or precision); with two
+    it merges deployments (GPU consolidation).
     """
     ctx = st.ctx
-    options = ctx.instance.options
-    for o in sorted(st.on, key=lambda o: (-st.n[o] * ctx.costs[o], o)):
-        on = st.on[o]
-        if not on or st.n[o] == 0:
+    moved: dict[int, float] = {}
+    err_delta_src: dict[int, float] = {}
+    for o in group:
+        for c, s in st.on[o].items():
+            moved[c] = moved.get(c, 0.0) + s
+            err_delta_src[c] = err_delta_src.get(c, 0.0) + ctx.error[o, c] * s
+    cls = np.array(sorted(moved), dtype=np.int64)
+    share = np.array([moved[c] for c in cls])
+    src_err = np.array([err_delta_src[c] for c in cls])
+    ok = np.asarray(ctx.feasible[:, cls].all(axis=1), dtype=bool)
+    ok[group] = ok[group] & (len(group) > 1)
+    cand = np.flatnonzero(ok)
+    if len(cand) == 0:
+        return False
+    rates = ctx.rates[cls]
+    mu = ctx.mu[np.ix_(cand, cls)]
+    per = np.where(rates[None, :] > 0, rates[None, :] * share[None, :] / np.where(mu > 0, mu, 1.0), 0.0)
+    in_group = np.isin(cand, group)
+    own_load = np.where(in_group, 0.0, st.load[cand])
+    n_now = st.n[cand]
+    n2 = np.ceil((own_load + per.sum(axis=1)) / ctx.rho - 1e-9).astype(np.int64)
+    released = sum(int(st.n[o]) * float(ctx.costs[o]) for o in group)
+    gpu_delta = n2 * ctx.costs[cand] - np.where(in_group, 0.0, n_now * ctx.costs[cand]) - released
+    delta = gpu_delta
+    if ctx.switching:
+        prev = ctx.prev
+        delta = delta + ctx.switching * (np.abs(n2 - prev[cand]) - np.abs(n_now - prev[cand]))
+        for o in group:
+            delta = delta + np.where(cand == o, 0.0, ctx.switching * (prev[o] - abs(st.n[o] - prev[o])))
+    tiers = ctx.tier_of[cand]
+    used = st.tier_used[tiers] + (n2 - n_now) * ctx.gpus[cand]
+    for o in group:
+        used = used - np.where((tiers == ctx.tier_of[o]) & (cand != o), st.n[o] * ctx.gpus[o], 0)
+    new_cost = st.gpu_cost + gpu_delta
+    err = st.err_sum[cls][None, :] - src_err[None, :] + share[None, :] * ctx.error[np.ix_(cand, cls)]
+    err_ok = (err <= ctx.eps[cls][None, :] * st.served[cls][None, :] + 1e-9).all(axis=1)
+    good = (delta < -IMPROVE) & (used <= ctx.tier_cap[tiers]) & (new_cost <= ctx.budget * (1 + 1e-9)) & err_ok
+    if not good.any():
+        return False
+    best = int(cand[np.flatnonzero(good)[np.argmin(delta[good])]])
+    for o in group:
+        if o == best:
             continue
-        cls = np.array(sorted(on), dtype=np.int64)
-        share = np.array([on[c] for c in cls])
-        ok = np.asarray(ctx.feasible[:, cls].all(axis=1), dtype=bool)
-        ok[o] = False
-        cand = np.flatnonzero(ok)
-        if len(cand) == 0:
-            continue
-        rates = ctx.rates[cls]
-        mu = ctx.mu[np.ix_(cand, cls)]
-        per = np.where(rates[None, :] > 0, rates[None, :] * share[None, :] / np.where(mu > 0, mu, 1.0), 0.0)
-        n2 = np.ceil((st.load[cand] + per.sum(axis=1)) / ctx.rho - 1e-9).astype(np.int64)
-        add2 = n2 - st.n[cand]
-        delta = add2 * ctx.costs[cand] - st.n[o] * ctx.costs[o]
-        if ctx.switching:
-            prev = ctx.prev
-            delta = delta + ctx.switching * (np.abs(n2 - prev[cand]) - np.abs(st.n[cand] - prev[cand]))
-            delta = delta + ctx.switching * (prev[o] - abs(st.n[o] - prev[o]))
-        tiers = ctx.tier_of[cand]
-        freed = np.where(tiers == ctx.tier_of[o], st.n[o] * ctx.gpus[o], 0)
-        used = st.tier_used[tiers] + add2 * ctx.gpus[cand] - freed
-        new_cost = st.gpu_cost + add2 * ctx.costs[cand] - st.n[o] * ctx.costs[o]
-        err = st.err_sum[cls][None, :] + share[None, :] * (
-            ctx.error[np.ix_(cand, cls)] - ctx.error[o, cls][None, :]
-        )
-        err_ok = (err <= ctx.eps[cls][None, :] * st.served[cls][None, :] + 1e-9).all(axis=1)
-        good = (
-            (delta < -IMPROVE)
-            & (used <= ctx.tier_cap[tiers])
-            & (new_cost <= ctx.budget * (1 + 1e-9))
-            & err_ok
-        )
-        if not good.any():
-            continue
-        best = int(cand[np.flatnonzero(good)[np.argmin(delta[good])]])
-        for c, s in list(on.items()):
+        for c, s in list(st.on.get(o, {}).items()):
             st.remove(c, o)
             st.add(c, best, s)
-        logger.debug("retarget %s -> %s", options[o].name, options[best].name)
-        return True
+    logger.debug(
+        "moved %s -> %s", [ctx.instance.options[o].name for o in group], ctx.instance.options[best].name
+    )
+    return True
+
+
+def _retarget(st: Allocation) -> bool:
+    """Swap tier / change TP (or model, precision) of one deployment, or merge two, when cheaper."""
+    ctx = st.ctx
+    open_options = sorted((o for o in st.on if st.n[o] > 0), key=lambda o: (-st.n[o] * ctx.costs[o], o))
+    for o in open_options:
+        if _move_group(st, [o]):
+            return True
+    for a_pos, a in enumerate(open_options):
+        for b in open_options[a_pos + 1 :]:
+            if a in st.on and b in st.on and _move_group(st, [a, b]):
+                return True
     return False
 
 
@@ -255,6 +281,7 @@ def solve_agh(
     random_starts: int = 4,
     improve_best: int = 2,
     previous: Solution | None = None,
+    lp_consolidation: bool = True,
 ) -> tuple[Allocation, AghStats]:
     """Run AGH; the best allocation may be infeasible when no start found a feasible one."""
     started = time.perf_counter()
@@ -262,10 +289,10 @@ def solve_agh(
     results: list[tuple[str, Allocation]] = []
     if previous is not None:
         results.append(("previous", warm_start(ctx, previous)))
-    for name, order in _orders(ctx, seed, random_starts):
+    for name, order, lookahead in _orders(ctx, seed, random_starts):
         if results and time.perf_counter() > deadline:
             break
-        results.append((name, construct(ctx, order)))
+        results.append((name, construct(ctx, order, lookahead=lookahead)))
     starts = len(results)
     feasible = [(n, s) for n, s in results if s.is_feasible()]
     if not feasible:
@@ -285,6 +312,9 @@ def solve_agh(
     for name, st in distinct:
         result, moves = local_search(st, deadline)
         total_moves += moves
+        if lp_consolidation:
+            result, moves = consolidate(result, deadline)
+            total_moves += moves
         improved.append((name, result))
     best_name, best = min(improved, key=lambda r: r[1].objective())
     settle_switching(best)

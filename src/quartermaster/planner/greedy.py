@@ -87,12 +87,37 @@ def _increment(st: Allocation, cands: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.asarray(inc, dtype=np.float64)
 
 
-def _best_move(st: Allocation, i: int, cands: np.ndarray, r: float) -> Move | None:
+def _absorbed(
+    st: Allocation,
+    i: int,
+    cands: np.ndarray,
+    m: np.ndarray,
+    cov: np.ndarray,
+    potential: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """Look-ahead M2: req/s of not-yet-served classes the spare capacity left after a move could absorb."""
+    ctx = st.ctx
+    mu = ctx.mu[cands, i]
+    spare_after = np.maximum(0.0, ctx.rho * (st.n[cands] + m) - st.load[cands] - cov * ctx.rates[i] / mu)
+    pot_req, pot_units = potential[0][cands], potential[1][cands]
+    frac = np.minimum(1.0, spare_after / np.where(pot_units > 0, pot_units, 1.0))
+    return np.where(pot_units > 0, frac * pot_req, 0.0)
+
+
+def _best_move(
+    st: Allocation,
+    i: int,
+    cands: np.ndarray,
+    r: float,
+    potential: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Move | None:
     """The best way to cover the remaining share ``r`` of class ``i`` (M2), or ``None``.
 
     Singles: one option covers what it can (C2, C3 with the current error slack, C4, C5). Mixes (only with
     M2): an accurate option ``L`` (error <= bound) and a cheaper, less accurate option ``H`` split ``r`` so
     that the class's average error stays within its bound -- the effective coverage of ``H`` under C3.
+    With ``potential`` (look-ahead M2) the denominator also counts the demand of classes still to be served
+    that the move's spare capacity could absorb.
     """
     ctx = st.ctx
     if len(cands) == 0:
@@ -106,12 +131,18 @@ def _best_move(st: Allocation, i: int, cands: np.ndarray, r: float) -> Move | No
     if not valid.any():
         return None
     inc = _increment(st, cands, m)
-    # M2: cost per effective coverage; without M2 the cheapest replica (free capacity first).
-    rank = inc / np.maximum(cov * lam, 1e-300) if ctx.mech.m2 else np.where(m > 0, cost, 0.0)
+    lookahead = potential is not None and ctx.mech.m2
+    if not ctx.mech.m2:
+        rank = np.where(m > 0, cost, 0.0)  # ablation: cheapest replica, free capacity first
+    elif potential is not None:
+        rank = inc / np.maximum(cov * lam + _absorbed(st, i, cands, m, cov, potential), 1e-300)
+    else:
+        rank = inc / np.maximum(cov * lam, 1e-300)  # M2: cost per effective coverage
     rank = np.where(valid, rank, math.inf)
     # Ties (e.g. one new replica of either option covers everything): the cheaper per request in the long
     # run (fractional cost c / mu) wins, since its spare capacity is worth more to later classes.
-    order = np.lexsort((cands, cost / mu, -cov, np.round(rank, 12)))
+    unit = cost / mu
+    order = np.lexsort((cands, unit, -cov, np.round(rank, 12)))
     best = int(order[0])
     move = Move(((int(cands[best]), float(cov[best])),), float(inc[best]), float(rank[best]))
     if not ctx.mech.m2:
@@ -122,44 +153,42 @@ def _best_move(st: Allocation, i: int, cands: np.ndarray, r: float) -> Move | No
     if not high.any() or not low_ok.any():
         return move
     slack = max(0.0, eps * st.served[i] - st.err_sum[i])
-    h_idx = np.flatnonzero(high)
-    for lo in [int(k) for k in order if low_ok[k]][:3]:
+    for lo in (int(k) for k in order[low_ok[order]][:2]):
+        # Mixing only helps with an H that is cheaper per request than L.
+        h_idx = np.flatnonzero(high & (unit < unit[lo]))
+        if len(h_idx) == 0:
+            continue
         e_l = error[lo]
         alpha = np.clip((slack / r + eps - e_l) / (error[h_idx] - e_l), 0.0, 1.0)
         s_h = alpha * r
         m_h, cov_h = _new_replicas(st, i, cands[h_idx], s_h)
-        fits = cov_h >= s_h - TOL
+        fits = (cov_h >= s_h - TOL) & (s_h > TOL)
         s_l = r - s_h
-        per_l = ctx.rho * mu[lo] / lam
-        free_l = max(0.0, ctx.rho * st.n[cands[lo]] - st.load[cands[lo]]) * mu[lo] / lam
-        m_l = np.ceil(np.maximum(0.0, s_l - free_l) / per_l - EPS)
-        inc_h = _increment(st, cands[h_idx], m_h)
-        inc_l = m_l * cost[lo]
+        o_l = cands[lo]
+        free_l = max(0.0, ctx.rho * st.n[o_l] - st.load[o_l]) * mu[lo] / lam
+        m_l = np.ceil(np.maximum(0.0, s_l - free_l) / (ctx.rho * mu[lo] / lam) - EPS)
+        total = _increment(st, cands[h_idx], m_h) + m_l * cost[lo]
         if ctx.switching:
-            prev = ctx.prev[cands[lo]]
-            inc_l = inc_l + ctx.switching * (
-                np.abs(st.n[cands[lo]] + m_l - prev) - abs(st.n[cands[lo]] - prev)
-            )
-        total = inc_h + inc_l
+            prev = ctx.prev[o_l]
+            total = total + ctx.switching * (np.abs(st.n[o_l] + m_l - prev) - abs(st.n[o_l] - prev))
         # Shared pool or budget: both halves must fit together.
-        t_h, t_l = ctx.tier_of[cands[h_idx]], ctx.tier_of[cands[lo]]
-        extra = np.where(t_h == t_l, m_l * ctx.gpus[cands[lo]], 0)
-        fits &= st.tier_used[t_h] + m_h * ctx.gpus[cands[h_idx]] + extra <= ctx.tier_cap[t_h]
-        fits &= (
-            st.tier_used[t_l]
-            + m_l * ctx.gpus[cands[lo]]
-            + np.where(t_h == t_l, m_h * ctx.gpus[cands[h_idx]], 0)
-            <= ctx.tier_cap[t_l]
-        )
+        t_h, t_l = ctx.tier_of[cands[h_idx]], ctx.tier_of[o_l]
+        g_h, g_l = m_h * ctx.gpus[cands[h_idx]], m_l * ctx.gpus[o_l]
+        same = t_h == t_l
+        fits &= st.tier_used[t_h] + g_h + np.where(same, g_l, 0) <= ctx.tier_cap[t_h]
+        fits &= st.tier_used[t_l] + g_l + np.where(same, g_h, 0) <= ctx.tier_cap[t_l]
         if math.isfinite(ctx.budget):
             fits &= st.gpu_cost + m_h * cost[h_idx] + m_l * cost[lo] <= ctx.budget * (1 + 1e-9)
-        fits &= s_h > TOL
         if not fits.any():
             continue
-        pair_rank = np.where(fits, total / (r * lam), math.inf)
+        covered = r * lam
+        if lookahead and potential is not None:
+            covered = covered + _absorbed(st, i, cands[h_idx], m_h, s_h, potential)
+            covered = covered + _absorbed(st, i, np.full(len(h_idx), o_l), m_l, s_l, potential)
+        pair_rank = np.where(fits, total / np.maximum(covered, 1e-300), math.inf)
         k = int(np.argmin(pair_rank))
         if pair_rank[k] < move.rank - 1e-12:
-            adds = ((int(cands[lo]), float(s_l[k])), (int(cands[h_idx[k]]), float(s_h[k])))
+            adds = ((int(o_l), float(s_l[k])), (int(cands[h_idx[k]]), float(s_h[k])))
             move = Move(tuple(a for a in adds if a[1] > TOL), float(total[k]), float(pair_rank[k]))
     return move
 
@@ -199,7 +228,12 @@ def _upgrade(st: Allocation, i: int, r: float, best_rank: float) -> tuple[int, i
     return found
 
 
-def serve_class(st: Allocation, i: int, allow: np.ndarray | None = None) -> float:
+def serve_class(
+    st: Allocation,
+    i: int,
+    allow: np.ndarray | None = None,
+    potential: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
     """Serve as much of class ``i``'s remaining demand as is worthwhile; return the share left unserved."""
     ctx = st.ctx
     cands = ctx.candidates[i]
@@ -220,7 +254,7 @@ def serve_class(st: Allocation, i: int, allow: np.ndarray | None = None) -> floa
     for _ in range(256):
         if r <= TOL:
             break
-        best = _best_move(st, i, cands, r)
+        best = _best_move(st, i, cands, r, potential)
         if ctx.mech.m3 and (best is None or best.inc > 0):
             up = _upgrade(st, i, r, best.rank if best else math.inf)
             if up is not None:
@@ -252,11 +286,30 @@ def constrained_first(ctx: Context, order: Sequence[int]) -> list[int]:
     return scarce + [i for i in order if counts[i] > threshold]
 
 
-def construct(ctx: Context, order: Sequence[int], start: Allocation | None = None) -> Allocation:
-    """Serve the classes in ``order`` (after the coverage pre-pass) into a fresh or given allocation."""
+def _potential(st: Allocation, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per option: req/s and replica-units of the not-yet-served demand (other classes) it could carry."""
+    ctx = st.ctx
+    cache = ctx.__dict__.setdefault("_potential", {})
+    if "req" not in cache:
+        usable = ctx.feasible & (ctx.error <= ctx.eps[None, :] + 1e-12)
+        mu = np.where(usable, ctx.mu, 1.0)
+        cache["req"] = np.where(usable, ctx.rates[None, :], 0.0)
+        cache["units"] = np.where(usable, ctx.rates[None, :] / mu, 0.0)
+    remaining = np.clip(1.0 - st.served, 0.0, 1.0)
+    remaining[i] = 0.0
+    return cache["req"] @ remaining, cache["units"] @ remaining
+
+
+def construct(
+    ctx: Context, order: Sequence[int], start: Allocation | None = None, *, lookahead: bool = False
+) -> Allocation:
+    """Serve the classes in ``order`` (after the coverage pre-pass) into a fresh or given allocation.
+
+    ``lookahead`` ranks with the look-ahead M2 (spare capacity valued by the demand still to come).
+    """
     st = start.copy() if start is not None else Allocation(ctx)
     for i in constrained_first(ctx, order):
-        serve_class(st, i)
+        serve_class(st, i, potential=_potential(st, i) if lookahead else None)
     return st
 
 

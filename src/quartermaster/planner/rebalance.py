@@ -1,0 +1,201 @@
+"""LP share routing for fixed replicas, and the consolidation moves of AGH built on it.
+
+For a fixed set of deployments with integer replicas ``n_o`` the best routing of the classes is a small LP
+(no integers): variables ``x_io`` for the open options only, ``u_i`` in ``[0, zeta_i]``::
+
+    min  sum_i 3600 phi_i lam_i u_i
+    s.t. sum_o x_io + u_i = 1;   sum_i lam_i / mu_oi x_io <= rho n_o;   sum_o (e_io - eps_i) x_io <= 0
+
+(C1-C3; C4/C5 only involve ``n``). It has at most ``I x D`` variables (``D`` options in play), so HiGHS
+(through highspy, re-solving from the previous basis) solves it in well under a millisecond. AGH uses it
+for exact versions of the seed's "move shares between options" and "drop replicas while feasible":
+:func:`consolidate` repeatedly tries to drop one replica, or to swap one replica for one or two of a cheaper
+option, keeping the move when the LP still routes everything (deviation from the seed, documented in the
+benchmark report with an ablation).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from quartermaster.planner.state import Allocation, Context
+
+logger = logging.getLogger(__name__)
+
+IMPROVE = 1e-9
+
+
+class Router:
+    """The routing LP over a universe of options, solved repeatedly with different replica counts.
+
+    Built once with highspy (column-wise sparse matrix); each :meth:`route` only changes the capacity rows'
+    upper bounds ``rho n_o`` and re-solves from the previous basis, which takes well under a millisecond.
+    Options of the universe with ``n_o = 0`` still admit zero-rate classes (they add no load), as in the MILP.
+    """
+
+    def __init__(self, ctx: Context, universe: list[int]):
+        import highspy
+
+        self.ctx = ctx
+        self.universe = sorted(universe)
+        n_classes = len(ctx.rates)
+        self.pairs = [(int(i), o) for o in self.universe for i in np.flatnonzero(ctx.feasible[o])]
+        n_x = len(self.pairs)
+        self.cap_row = {o: n_classes + r for r, o in enumerate(self.universe)}
+        err_base = n_classes + len(self.universe)
+        starts, index, value = [0], [], []
+        for i, o in self.pairs:
+            rows = [i, err_base + i]
+            vals = [1.0, float(ctx.error[o, i] - ctx.eps[i])]
+            if ctx.rates[i] > 0:
+                rows.insert(1, self.cap_row[o])
+                vals.insert(1, float(ctx.rates[i] / ctx.mu[o, i]))
+            index.extend(rows)
+            value.extend(vals)
+            starts.append(len(index))
+        for i in range(n_classes):
+            index.append(i)
+            value.append(1.0)
+            starts.append(len(index))
+        lp = highspy.HighsLp()
+        lp.num_col_ = n_x + n_classes
+        lp.num_row_ = err_base + n_classes
+        lp.col_cost_ = np.concatenate([np.zeros(n_x), ctx.penalty])
+        lp.col_lower_ = np.zeros(lp.num_col_)
+        lp.col_upper_ = np.concatenate([np.ones(n_x), ctx.zeta])
+        inf = highspy.kHighsInf
+        lp.row_lower_ = np.concatenate(
+            [np.ones(n_classes), np.full(len(self.universe), -inf), np.full(n_classes, -inf)]
+        )
+        lp.row_upper_ = np.concatenate(
+            [np.ones(n_classes), np.zeros(len(self.universe)), np.zeros(n_classes)]
+        )
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(value, dtype=np.float64)
+        self.highs: Any = getattr(highspy, "Highs")()  # noqa: B009 (untyped in the stubs)
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.setOptionValue("threads", 1)
+        self.highs.setOptionValue("presolve", "off")  # keep the basis between solves (hot start)
+        self.highs.setOptionValue("solver", "simplex")
+        self.highs.passModel(lp)
+        self._optimal = highspy.HighsModelStatus.kOptimal
+        self._inf = inf
+        self.n_x = n_x
+
+    def covers(self, replicas: dict[int, int]) -> bool:
+        return all(o in self.cap_row for o, n in replicas.items() if n > 0)
+
+    def route(self, replicas: dict[int, int]) -> tuple[float, dict[tuple[int, int], float]] | None:
+        """Best routing for ``replicas``: ``(penalty $/h, shares)`` or ``None`` when C1-C3 cannot all hold."""
+        rows = np.array([self.cap_row[o] for o in self.universe], dtype=np.int32)
+        upper = np.array([self.ctx.rho * replicas.get(o, 0) for o in self.universe], dtype=np.float64)
+        self.highs.changeRowsBounds(len(rows), rows, np.full(len(rows), -self._inf), upper)
+        self.highs.run()
+        if self.highs.getModelStatus() != self._optimal:
+            return None
+        x = np.asarray(self.highs.getSolution().col_value)
+        shares = {p: float(v) for p, v in zip(self.pairs, x[: self.n_x], strict=True) if v > 1e-9}
+        return float(self.highs.getInfo().objective_function_value), shares
+
+
+def _allocation(ctx: Context, replicas: dict[int, int], shares: dict[tuple[int, int], float]) -> Allocation:
+    st = Allocation(ctx)
+    for (i, o), s in sorted(shares.items()):
+        st.add(i, o, s)
+    # Keep at least the LP's replicas where the routing needs them (rounding noise can shave one).
+    for o, n in replicas.items():
+        if o in st.on and st.n[o] < n and st.load[o] > ctx.rho * st.n[o] * (1 + 1e-9):
+            st._set_replicas(o, n)
+    return st
+
+
+def _swap_candidates(ctx: Context, st: Allocation, o: int, limit: int) -> list[int]:
+    """Cheaper options that could take over from ``o``: the same model and precision on other pools or
+    TP/PP degrees, the most capacity per $ for ``o``'s classes within their error bounds, and the most
+    capacity per $ regardless of error (to mix with accurate deployments); ``limit`` of each kind."""
+    classes = np.array(sorted(st.on[o]), dtype=np.int64)
+    weight = np.array([st.on[o][c] * ctx.rates[c] for c in classes]) + 1e-12
+    cheaper = ctx.costs < ctx.costs[o]
+    usable = ctx.feasible[:, classes] & cheaper[:, None]
+    accurate = usable & (ctx.error[:, classes] <= ctx.eps[classes][None, :] + 1e-12)
+    picked: list[int] = []
+    src = ctx.instance.options[o]
+    siblings = [
+        p.index
+        for p in ctx.instance.options
+        if (p.model, p.precision) == (src.model, src.precision) and cheaper[p.index] and usable[p.index].any()
+    ]
+    for mask, pool in ((accurate, None), (usable, None), (usable, siblings)):
+        value = np.where(mask, ctx.mu[:, classes], 0.0) @ weight / ctx.costs
+        cand = np.flatnonzero(mask.any(axis=1)) if pool is None else np.array(pool, dtype=np.int64)
+        if len(cand) == 0:
+            continue
+        for t in cand[np.argsort(-value[cand], kind="stable")][:limit]:
+            if int(t) not in picked:
+                picked.append(int(t))
+    return picked
+
+
+def _within_limits(ctx: Context, replicas: dict[int, int]) -> bool:
+    used = np.zeros(len(ctx.tier_cap), dtype=np.int64)
+    cost = 0.0
+    for o, n in replicas.items():
+        used[ctx.tier_of[o]] += n * ctx.gpus[o]
+        cost += n * ctx.costs[o]
+    return bool(np.all(used <= ctx.tier_cap)) and cost <= ctx.budget * (1 + 1e-9)
+
+
+def _universe(
+    ctx: Context, st: Allocation, replicas: dict[int, int], swap_candidates: int
+) -> dict[int, list[int]]:
+    """Swap candidates per open option (the router's universe is the open options plus all of these)."""
+    return {o: _swap_candidates(ctx, st, o, swap_candidates) for o in replicas if o in st.on}
+
+
+def consolidate(st: Allocation, deadline: float, swap_candidates: int = 4) -> tuple[Allocation, int]:
+    """Drop one replica, or swap one replica for one or two of a cheaper option, while the routing LP still
+    serves every class (see module docstring); first improvement, until none or the deadline."""
+    ctx = st.ctx
+    best = st
+    replicas = {int(o): int(n) for o, n in enumerate(st.n) if n > 0}
+    moves = 0
+    improved = True
+    while improved and time.perf_counter() < deadline:
+        improved = False
+        swaps = _universe(ctx, best, replicas, swap_candidates)
+        router = Router(ctx, sorted(set(replicas) | {t for ts in swaps.values() for t in ts}))
+        trials: list[dict[int, int]] = []
+        order = sorted(replicas, key=lambda o: (-ctx.costs[o], o))
+        for o in order:
+            trials.append({**replicas, o: replicas[o] - 1})
+        for o in order:
+            for t in swaps.get(o, []):
+                trials.append({**replicas, o: replicas[o] - 1, t: replicas.get(t, 0) + 1})
+                if 2 * ctx.costs[t] < ctx.costs[o]:
+                    trials.append({**replicas, o: replicas[o] - 1, t: replicas.get(t, 0) + 2})
+        current = best.objective()
+        for raw in trials:
+            if time.perf_counter() > deadline:
+                break
+            trial = {o: n for o, n in raw.items() if n > 0}
+            gpu_cost = sum(n * ctx.costs[o] for o, n in trial.items())
+            if gpu_cost >= current - IMPROVE and not ctx.switching:
+                continue
+            if not _within_limits(ctx, trial):
+                continue
+            result = router.route(trial)
+            if result is None:
+                continue
+            candidate = _allocation(ctx, trial, result[1])
+            if candidate.is_feasible() and candidate.objective() < current - IMPROVE:
+                best, replicas = candidate, {int(o): int(n) for o, n in enumerate(candidate.n) if n > 0}
+                moves += 1
+                improved = True
+                break
+    return best, moves
