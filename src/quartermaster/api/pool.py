@@ -131,7 +131,7 @@ class HysteresisSpec(SpecModel):
         "needed to meet SLOs are always made).",
     )
     switching_cost: float = Field(
-        default=2.0,
+        default=0.5,
         ge=0.0,
         description="Cost in USD charged per replica started or stopped (model load time, cache warm-up).",
     )

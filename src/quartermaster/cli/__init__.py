@@ -9,6 +9,7 @@ from quartermaster.cli import budget as budget_cli
 from quartermaster.cli import cluster as cluster_cli
 from quartermaster.cli import devcluster
 from quartermaster.cli import operator as operator_cli
+from quartermaster.cli import plan as plan_cli
 from quartermaster.cli import route as route_cli
 from quartermaster.cli import router as router_cli
 
@@ -27,6 +28,7 @@ app.add_typer(operator_cli.app, name="operator")
 app.add_typer(router_cli.app, name="router")
 app.add_typer(route_cli.app, name="route")
 app.add_typer(budget_cli.app, name="budget")
+app.add_typer(plan_cli.app, name="plan")
 
 
 @app.callback()
