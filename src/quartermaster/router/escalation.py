@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from quartermaster.api.routerconfig import QualityEstimatorSpec
+from quartermaster.api.routerconfig import QualityEstimatorSpec, RouterConfigError
 from quartermaster.router.metrics import RouterMetrics
 from quartermaster.router.policy import Decision, RoutingPolicy
 from quartermaster.router.upstream import (
@@ -206,6 +206,36 @@ class HttpJudge:
         return float(doc["acceptProbability"])
 
 
+_HEDGES = (
+    "i don't know",
+    "i do not know",
+    "i'm not sure",
+    "i am not sure",
+    "not sure",
+    "i cannot answer",
+    "i can't answer",
+    "i'm unable",
+    "i am unable",
+    "as an ai",
+)
+
+
+class HedgeHeuristicJudge:
+    """Fallback heuristic (used while no estimator from :mod:`quartermaster.routing` is available):
+    an empty answer gets 0, an answer that hedges or refuses (see ``_HEDGES``) 0.2, anything else 0.9."""
+
+    on_error: Literal["accept", "escalate"] = "accept"
+
+    def __init__(self, *, on_error: Literal["accept", "escalate"] = "accept") -> None:
+        self.on_error = on_error
+
+    async def accept_probability(self, question: str, answer: str, completion_tokens: int) -> float:
+        text = answer.strip().lower()
+        if not text:
+            return 0.0
+        return 0.2 if any(h in text for h in _HEDGES) else 0.9
+
+
 def default_judge_factory(spec: QualityEstimatorSpec, pool: UpstreamPool) -> AnswerJudge | None:
     """The judge for a config's ``qualityEstimator`` (``kind=none`` disables escalation)."""
     if spec.kind == "none":
@@ -213,4 +243,9 @@ def default_judge_factory(spec: QualityEstimatorSpec, pool: UpstreamPool) -> Ans
     if spec.kind == "http":
         assert spec.url is not None
         return HttpJudge(pool, spec.url, timeout_s=spec.timeout_seconds, on_error=spec.on_error)
-    raise NotImplementedError(f"qualityEstimator.kind={spec.kind}")
+    if spec.kind == "heuristic":
+        return HedgeHeuristicJudge(on_error=spec.on_error)
+    raise RouterConfigError(
+        f"qualityEstimator.kind={spec.kind} is not supported by this router build; "
+        "use heuristic, http or none"
+    )

@@ -164,6 +164,7 @@ def compile_table(
             alpha=config.clustering.alpha,
             default_cluster=config.default_cluster,
             omp_threads=omp_threads,
+            precision="float16" if config.representatives is None else config.representatives.dtype,
         )
     except RepresentativeIndexError as exc:
         raise RouterConfigError(f"representatives: {exc}") from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -22,16 +24,20 @@ def _unit_rows(n: int, d: int, seed: int) -> np.ndarray:
     d=st.integers(2, 24),
     seed=st.integers(0, 2**31),
     alpha=st.floats(-1.0, 1.0),
+    precision=st.sampled_from(["float16", "float32"]),
 )
 def test_assignment_is_the_thresholded_argmax_of_cosine_similarity(
-    n: int, d: int, seed: int, alpha: float
+    n: int, d: int, seed: int, alpha: float, precision: Literal["float16", "float32"]
 ) -> None:
     reps = _unit_rows(n, d, seed)
     labels = [f"c{i % 5}" for i in range(n)]
-    index = RepresentativeIndex(reps * 3.0, labels, alpha=alpha, default_cluster="default")
+    index = RepresentativeIndex(
+        reps * 3.0, labels, alpha=alpha, default_cluster="default", precision=precision
+    )
+    stored = reps.astype(np.float32).astype(precision).astype(np.float64)  # what the index keeps
     queries = np.random.default_rng(seed + 1).normal(size=(8, d))
     for q, a in zip(queries, index.assign_many(queries), strict=True):
-        sims = reps @ (q / np.linalg.norm(q))
+        sims = stored @ (q / np.linalg.norm(q))
         best = float(sims.max())
         assert a.similarity == pytest.approx(best, abs=1e-5)
         assert sims[a.representative] == pytest.approx(best, abs=1e-5)
@@ -43,12 +49,15 @@ def test_assignment_is_the_thresholded_argmax_of_cosine_similarity(
             assert a.cluster == "default"
 
 
-def test_query_on_a_representative_gets_its_cluster_and_far_queries_the_default() -> None:
+@pytest.mark.parametrize(("precision", "tol"), [("float32", 1e-6), ("float16", 1e-3)])
+def test_query_on_a_representative_gets_its_cluster_and_far_queries_the_default(
+    precision: Literal["float16", "float32"], tol: float
+) -> None:
     reps = _unit_rows(10, 8, 0)
     labels = ["a"] * 5 + ["b"] * 5
-    index = RepresentativeIndex(reps, labels, alpha=0.9, default_cluster="ood")
+    index = RepresentativeIndex(reps, labels, alpha=0.9, default_cluster="ood", precision=precision)
     assert index.assign(reps[7]).cluster == "b"
-    assert index.assign(reps[7]).similarity == pytest.approx(1.0, abs=1e-6)
+    assert index.assign(reps[7]).similarity == pytest.approx(1.0, abs=tol)
     # a vector orthogonal to every representative is out of distribution
     q = np.linalg.svd(reps)[2][-1]
     a = index.assign(q)

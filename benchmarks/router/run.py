@@ -1,0 +1,448 @@
+"""Router benchmark: routing overhead without embedding, decisions per second per core, and the
+end-to-end overhead of the router hop under bounded load on loopback.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.router.run            # full (writes RESULTS.md and PNGs)
+    .venv/bin/python -m benchmarks.router.run --quick    # a short smoke run (prints, writes nothing)
+
+Part 1 (in process, one thread, faiss limited to one OpenMP thread): for 1k and 10k representatives
+(CLINC150 embeddings, 150 intent clusters + default), time what the router does per request besides
+embedding: decode the ``X-Quartermaster-Embedding`` header (b64 float32, 384-d), nearest representative,
+alpha test, weighted model choice, token clamp, ladder. Also the search alone, faiss vs a numpy brute
+force (ratio), and decisions per CPU-second of the process.
+
+Part 2 (three processes on loopback: load generator, ``quartermaster router serve``, an OpenAI stub):
+a fixed number of concurrent clients (bounded load) send non-streamed chat completions, first straight to
+the stub, then through the router; reported: latency p50/p99 of both, their difference (the router hop:
+HTTP parse + routing + proxying), throughput, and requests per router CPU-second (psutil).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import matplotlib
+import numpy as np
+import psutil
+from benchmarks.router.data import build_config, load_clinc, sample_queries, sample_representatives
+
+from quartermaster.router.config import load_table
+from quartermaster.router.embedder import parse_embedding_header
+from quartermaster.router.index import RepresentativeIndex
+from quartermaster.router.policy import RoutingPolicy
+from quartermaster.router.table import ReferenceMounts
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+HERE = Path(__file__).resolve().parent
+GOAL_P99_MS = 2.0
+GOAL_DECISIONS_PER_CORE = 2000.0
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = psutil.virtual_memory().total / 2**30
+    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU, Python {platform.python_version()}"
+
+
+def pct(values: list[float] | np.ndarray, q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+# -- part 1 ---------------------------------------------------------------------------------------
+def bench_decisions(n_reps: int, decisions: int, workdir: Path) -> dict[str, Any]:
+    data = load_clinc()
+    reps, labels = sample_representatives(data, n_reps)
+    path = build_config(
+        reps, labels, workdir, small_url="http://127.0.0.1:9/v1", large_url="http://127.0.0.1:10/v1"
+    )
+    t0 = time.perf_counter()
+    table = load_table(path.read_bytes(), mounts=ReferenceMounts(pvc_dir=workdir))
+    load_s = time.perf_counter() - t0
+    queries, intents = sample_queries(data, 2000)
+    headers = ["b64:" + base64.b64encode(q.astype("<f4").tobytes()).decode() for q in queries]
+    body = {"model": "auto", "messages": [{"role": "user", "content": "q"}], "max_tokens": 512}
+    policy = RoutingPolicy(0)
+    for h in headers[:200]:  # warm-up
+        policy.decide(table, body, embedding=parse_embedding_header(h))
+    lat = np.empty(decisions, dtype=np.float64)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i in range(decisions):
+        t = time.perf_counter_ns()
+        policy.decide(table, body, embedding=parse_embedding_header(headers[i % len(headers)]))
+        lat[i] = time.perf_counter_ns() - t
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+
+    # the search alone, side by side on the same rows and queries: the router's float16 faiss index,
+    # a float32 faiss flat index, and a numpy brute force (float32 matrix-vector product + argmax)
+    unit = table.index.vectors
+    flat32 = RepresentativeIndex(
+        unit, table.index.labels, alpha=0.0, default_cluster="oos", precision="float32"
+    )
+    q32 = np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True), dtype=np.float32)
+    n_search = min(decisions, 5000)
+    searches: dict[str, np.ndarray] = {k: np.empty(n_search) for k in ("fp16", "flat32", "numpy")}
+    for i in range(n_search):
+        q = q32[i % len(q32)].reshape(1, -1)
+        t = time.perf_counter_ns()
+        table.index.search(q)
+        searches["fp16"][i] = time.perf_counter_ns() - t
+        t = time.perf_counter_ns()
+        flat32.search(q)
+        searches["flat32"][i] = time.perf_counter_ns() - t
+        t = time.perf_counter_ns()
+        int(np.argmax(unit @ q[0]))
+        searches["numpy"][i] = time.perf_counter_ns() - t
+    _, rows16 = table.index.search(q32)
+    _, rows32 = flat32.search(q32)
+
+    # routing quality on real queries: in-scope queries to their intent, out-of-scope to the default
+    assigned = [a.cluster for a in table.index.assign_many(q32)]
+    inscope = [i for i, y in enumerate(intents) if y != "oos"]
+    oos = [i for i, y in enumerate(intents) if y == "oos"]
+    return {
+        "reps": len(table.index),
+        "load_ms": load_s * 1e3,
+        "p50_us": pct(lat, 50) / 1e3,
+        "p99_us": pct(lat, 99) / 1e3,
+        "p999_us": pct(lat, 99.9) / 1e3,
+        "decisions_per_cpu_s": decisions / cpu,
+        "decisions_per_wall_s": decisions / wall,
+        **{f"{k}_p50_us": pct(v, 50) / 1e3 for k, v in searches.items()},
+        **{f"{k}_p99_us": pct(v, 99) / 1e3 for k, v in searches.items()},
+        "fp16_agrees_with_flat32": float(np.mean(rows16 == rows32)),
+        "inscope_accuracy": float(np.mean([assigned[i] == intents[i] for i in inscope])),
+        "oos_to_default": float(np.mean([assigned[i] == "oos" for i in oos])) if oos else float("nan"),
+        "latencies_us": lat / 1e3,
+    }
+
+
+# -- part 2 ---------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{url} not ready after {timeout_s} s")
+
+
+async def load(
+    url: str, headers_list: list[dict[str, str]], model: str, requests: int, concurrency: int
+) -> tuple[list[float], float]:
+    lat: list[float] = []
+    counter = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            for i in counter:
+                body = {
+                    "model": model,
+                    "messages": [{"role": "user", "content": f"question {i}"}],
+                    "max_tokens": 16,
+                }
+                t = time.perf_counter()
+                r = await client.post(url, json=body, headers=headers_list[i % len(headers_list)])
+                lat.append(time.perf_counter() - t)
+                if r.status_code != 200:
+                    raise SystemExit(f"{url}: HTTP {r.status_code}: {r.text[:200]}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return lat, time.perf_counter() - t0
+
+
+def bench_e2e(n_reps: int, requests: int, concurrency: int, workdir: Path) -> dict[str, Any]:
+    data = load_clinc()
+    reps, labels = sample_representatives(data, n_reps)
+    stub_port, router_port = free_port(), free_port()
+    stub_url = f"http://127.0.0.1:{stub_port}/v1"
+    config = build_config(reps, labels, workdir, small_url=stub_url, large_url=stub_url)
+    queries, _ = sample_queries(data, 500)
+    hdrs = [
+        {"X-Quartermaster-Embedding": "b64:" + base64.b64encode(q.astype("<f4").tobytes()).decode()}
+        for q in queries
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    stub_code = (
+        "import uvicorn; from quartermaster.router.stub import StubOpenAI; "
+        f"uvicorn.run(StubOpenAI('stub').app(), host='127.0.0.1', port={stub_port}, log_level='warning', "
+        "access_log=False, ws='none')"
+    )
+    router_cmd = [
+        sys.executable,
+        "-c",
+        "from quartermaster.cli import main; main()",
+        "router",
+        "serve",
+        "--config",
+        str(config),
+        "--pvc-dir",
+        str(workdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(router_port),
+        "--log-level",
+        "warning",
+        "--seed",
+        "0",
+    ]
+    log = (workdir / "e2e.log").open("wb")
+    stub = subprocess.Popen([sys.executable, "-c", stub_code], env=env, stdout=log, stderr=subprocess.STDOUT)
+    router = subprocess.Popen(router_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{stub_port}/health", stub)
+        wait_http(f"http://127.0.0.1:{router_port}/readyz", router)
+        direct_url = stub_url + "/chat/completions"
+        routed_url = f"http://127.0.0.1:{router_port}/v1/chat/completions"
+        warm = max(50, requests // 10)
+        asyncio.run(load(direct_url, hdrs, "small", warm, concurrency))
+        asyncio.run(load(routed_url, hdrs, "auto", warm, concurrency))
+        direct, direct_wall = asyncio.run(load(direct_url, hdrs, "small", requests, concurrency))
+        proc = psutil.Process(router.pid)
+        c0 = proc.cpu_times()
+        routed, routed_wall = asyncio.run(load(routed_url, hdrs, "auto", requests, concurrency))
+        c1 = proc.cpu_times()
+        router_cpu = (c1.user + c1.system) - (c0.user + c0.system)
+        metrics = httpx.get(f"http://127.0.0.1:{router_port}/metrics").text
+    finally:
+        for p in (router, stub):
+            p.terminate()
+            p.wait(30)
+        log.close()
+    decision_sum = decision_count = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("quartermaster_router_routing_decision_seconds_sum"):
+            decision_sum = float(line.split()[-1])
+        if line.startswith("quartermaster_router_routing_decision_seconds_count"):
+            decision_count = float(line.split()[-1])
+    return {
+        "reps": n_reps,
+        "concurrency": concurrency,
+        "requests": requests,
+        "direct_p50_ms": pct(direct, 50) * 1e3,
+        "direct_p99_ms": pct(direct, 99) * 1e3,
+        "routed_p50_ms": pct(routed, 50) * 1e3,
+        "routed_p99_ms": pct(routed, 99) * 1e3,
+        "direct_rps": requests / direct_wall,
+        "routed_rps": requests / routed_wall,
+        "router_cpu_s": router_cpu,
+        "requests_per_router_cpu_s": requests / router_cpu if router_cpu > 0 else float("nan"),
+        "in_router_decision_mean_us": 1e6 * decision_sum / decision_count if decision_count else float("nan"),
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------
+def plot(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]]) -> None:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for d in decisions:
+        xs = np.sort(d["latencies_us"])
+        ax.plot(xs, np.linspace(0, 1, xs.size), label=f"{d['reps']:,} representatives")
+    ax.axvline(GOAL_P99_MS * 1e3, color="grey", ls="--", label="goal: p99 <= 2 ms")
+    ax.set_xscale("log")
+    ax.set_xlabel("routing decision latency without embedding (µs, log)")
+    ax.set_ylabel("fraction of decisions")
+    ax.set_title("Router decision latency (CLINC150, 384-d, 1 thread)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(HERE / "decision_latency.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    labels = [f"{e['reps'] // 1000}k reps\nconc {e['concurrency']}" for e in e2e]
+    x = np.arange(len(e2e))
+    for off, key, name in (
+        (-0.3, "direct_p50_ms", "direct p50"),
+        (-0.1, "routed_p50_ms", "via router p50"),
+        (0.1, "direct_p99_ms", "direct p99"),
+        (0.3, "routed_p99_ms", "via router p99"),
+    ):
+        ax.bar(x + off, [e[key] for e in e2e], width=0.2, label=name)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("request latency (ms)")
+    ax.set_title("Loopback latency: stub upstream direct vs through the router")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(HERE / "e2e_latency.png", dpi=120)
+    plt.close(fig)
+
+
+def report(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    ten_k = next(d for d in decisions if d["reps"] >= 10_000)
+    min_rate = min(d["decisions_per_cpu_s"] for d in decisions)
+    lines = [
+        "# Router benchmark",
+        "",
+        f"Machine: {machine()}. Run {dt.date.today().isoformat()} with "
+        f"`python -m benchmarks.router.run` ({args.decisions:,} decisions per size, "
+        f"{args.requests:,} requests per load level). Other jobs (a Go build, other engineers' tests) "
+        "shared the 2 cores during the run, so "
+        "absolute numbers are pessimistic and tails are noisy.",
+        "",
+        "Data: CLINC150 query embeddings (all-MiniLM-L6-v2, 384-d; CC-BY-3.0, clinc/oos-eval) from "
+        "`../shared/data/queries/clinc150.parquet`; representatives are in-scope training rows labelled by "
+        "intent (150 clusters + default `oos`), queries are test rows incl. out-of-scope.",
+        "",
+        "## Goals",
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+        f"| p99 routing overhead (no embedding) at 10k representatives <= {GOAL_P99_MS:g} ms | "
+        f"{ten_k['p99_us'] / 1e3:.3f} ms | {'yes' if ten_k['p99_us'] / 1e3 <= GOAL_P99_MS else 'NO'} |",
+        f"| decisions per second per core >= {GOAL_DECISIONS_PER_CORE:,.0f} | {min_rate:,.0f} (worst size) | "
+        f"{'yes' if min_rate >= GOAL_DECISIONS_PER_CORE else 'NO'} |",
+    ]
+    if e2e:
+        worst = min(e["requests_per_router_cpu_s"] for e in e2e)
+        lines.append(
+            f"| (stricter) full proxied requests per router CPU-second >= {GOAL_DECISIONS_PER_CORE:,.0f} | "
+            f"{worst:,.0f} (worst level) | {'yes' if worst >= GOAL_DECISIONS_PER_CORE else 'NO'} |"
+        )
+    lines += [
+        "",
+        "## 1. Routing decision without embedding (in process, 1 thread)",
+        "",
+        "Per request: decode the b64 embedding header, exhaustive nearest representative (faiss, float16 "
+        "storage as shipped in the config, 1 OpenMP thread), alpha test, weighted model choice, max_tokens "
+        "clamp, ladder.",
+        "",
+        "| representatives | p50 µs | p99 µs | p99.9 µs | decisions / CPU-s | config load ms "
+        "| in-scope -> own intent | oos -> default |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in decisions:
+        lines.append(
+            f"| {d['reps']:,} | {d['p50_us']:.1f} | {d['p99_us']:.1f} | {d['p999_us']:.1f} | "
+            f"{d['decisions_per_cpu_s']:,.0f} | {d['load_ms']:.0f} | {d['inscope_accuracy']:.3f} | "
+            f"{d['oos_to_default']:.3f} |"
+        )
+    lines += [
+        "",
+        "Search alone, same queries, side by side: the router's index (faiss scalar quantizer, float16 "
+        "storage), faiss flat float32, numpy float32 `reps @ q` + argmax. Ratios are relative to the "
+        "router's index (higher = the alternative is slower).",
+        "",
+        "| representatives | fp16 p50 µs | flat32 p50 µs | numpy p50 µs | flat32 / fp16 | numpy / fp16 "
+        "| fp16 p99 µs | flat32 p99 µs | numpy p99 µs | same top-1 as flat32 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in decisions:
+        lines.append(
+            f"| {d['reps']:,} | {d['fp16_p50_us']:.1f} | {d['flat32_p50_us']:.1f} | "
+            f"{d['numpy_p50_us']:.1f} | "
+            f"{d['flat32_p50_us'] / d['fp16_p50_us']:.2f}x | {d['numpy_p50_us'] / d['fp16_p50_us']:.2f}x | "
+            f"{d['fp16_p99_us']:.1f} | {d['flat32_p99_us']:.1f} | {d['numpy_p99_us']:.1f} | "
+            f"{d['fp16_agrees_with_flat32']:.4f} |"
+        )
+    if e2e:
+        lines += [
+            "",
+            "## 2. End to end on loopback (bounded load)",
+            "",
+            "Load generator, router (`quartermaster router serve`, uvicorn, 1 process) and an OpenAI stub "
+            "upstream "
+            "are three processes on the same 2 cores; clients send the query embedding in "
+            "`X-Quartermaster-Embedding`, so no embedding model runs. *Hop* = routed minus direct latency.",
+            "",
+            "| reps | concurrency | direct p50 ms | routed p50 ms | hop p50 ms | direct p99 ms "
+            "| routed p99 ms | "
+            "direct req/s | routed req/s | requests / router CPU-s | decision mean µs (in router) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for e in e2e:
+            lines.append(
+                f"| {e['reps']:,} | {e['concurrency']} | {e['direct_p50_ms']:.2f} | "
+                f"{e['routed_p50_ms']:.2f} | "
+                f"{e['routed_p50_ms'] - e['direct_p50_ms']:.2f} | {e['direct_p99_ms']:.2f} | "
+                f"{e['routed_p99_ms']:.2f} | {e['direct_rps']:,.0f} | {e['routed_rps']:,.0f} | "
+                f"{e['requests_per_router_cpu_s']:,.0f} | {e['in_router_decision_mean_us']:.0f} |"
+            )
+    lines += [
+        "",
+        "Plots: `decision_latency.png` (CDF of decision latency), `e2e_latency.png` (direct vs routed).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short run; prints, writes no files")
+    parser.add_argument("--decisions", type=int, default=None)
+    parser.add_argument("--requests", type=int, default=None)
+    parser.add_argument("--no-e2e", action="store_true", help="skip part 2")
+    args = parser.parse_args(argv)
+    args.decisions = args.decisions or (2_000 if args.quick else 50_000)
+    args.requests = args.requests or (300 if args.quick else 3_000)
+    decisions: list[dict[str, Any]] = []
+    e2e: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (1_000, 10_000):
+            work = Path(tmp) / f"d{n}"
+            d = bench_decisions(n, args.decisions, work)
+            decisions.append(d)
+            print(
+                f"decisions reps={d['reps']}: p50 {d['p50_us']:.1f} µs p99 {d['p99_us']:.1f} µs "
+                f"{d['decisions_per_cpu_s']:,.0f}/CPU-s; search p50 fp16 {d['fp16_p50_us']:.1f} µs, "
+                f"flat32 {d['flat32_p50_us']:.1f} µs, numpy {d['numpy_p50_us']:.1f} µs",
+                flush=True,
+            )
+        if not args.no_e2e:
+            for n, conc in ((10_000, 1), (10_000, 8), (10_000, 32)):
+                work = Path(tmp) / f"e{n}-{conc}"
+                e = bench_e2e(n, args.requests, conc, work)
+                e2e.append(e)
+                print(
+                    f"e2e reps={n} conc={conc}: direct p50 {e['direct_p50_ms']:.2f} ms, routed p50 "
+                    f"{e['routed_p50_ms']:.2f} ms, p99 {e['direct_p99_ms']:.2f}/{e['routed_p99_ms']:.2f} ms, "
+                    f"{e['requests_per_router_cpu_s']:,.0f} req/router-CPU-s",
+                    flush=True,
+                )
+    text = report(decisions, e2e, args)
+    if args.quick:
+        print(text)
+        return
+    (HERE / "RESULTS.md").write_text(text)
+    plot(decisions, e2e)
+    print(f"wrote {HERE / 'RESULTS.md'} and plots")
+
+
+if __name__ == "__main__":
+    main()
