@@ -50,7 +50,7 @@ def pct(x: float) -> str:
 def stage_section(o: stage_bench.Outcome, out: Path, plot_name: str) -> list[str]:
     lines = [
         f"### {o.name} (test split: {o.n_test} queries; strongest = {o.strongest}, accuracy "
-        f"{o.strong_acc:.4f}, ${o.strong_cost * 1e3:.4f} per 1k queries... per query ${o.strong_cost:.3g})",
+        f"{o.strong_acc:.4f}, ${o.strong_cost:.3g} per query)",
         "",
         *[f"- {n}" for n in o.notes],
         "",

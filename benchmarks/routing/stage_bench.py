@@ -121,7 +121,7 @@ def run_dataset(te: TextEval, name: str, *, seed: int, k: int | None, budgets: i
             f"clusters: k-means (k={k}) on TF-IDF+SVD(64) prompt embeddings fitted on the train split"
         )
     else:
-        notes.append(f"clusters: {len(table.cluster_ids)} categorical groups ({name} subject)")
+        notes.append(f"clusters: the {len(table.cluster_ids)} categorical groups of the data (MMLU subject)")
     inst = instance_from_table(table.subset(train), prior_strength="auto")
     j_strong = int(np.argmax(1 - inst.error.T @ inst.weight / inst.weight.sum()))
     strongest = table.models[j_strong]
@@ -173,7 +173,7 @@ def run_dataset(te: TextEval, name: str, *, seed: int, k: int | None, budgets: i
     theta = min(max((c - cc) / max(s_cost - cc, 1e-15), 0.0), 1.0)
     rows.append(
         Row(
-            "random mix cheapest/strongest at Stage-1 cost",
+            "random mix cheapest/strongest at the cost of Stage 1 @60% (mix)",
             ca + theta * (s_acc - ca),
             cc + theta * (s_cost - cc),
         )
@@ -222,9 +222,13 @@ def gsm8k_cascade(te: TextEval, *, repeats: int, seed: int) -> CascadeOutcome:
     weak_ans = te.answers["mixtral-8x7b"]
     wtok = np.array([max(len(a) / 4.0, 1.0) for a in weak_ans])
     methods = {
-        "trained (question + answer)": lambda: TrainedEstimator(C=0.5, random_state=seed),
-        "trained (question only)": lambda: TrainedEstimator(C=0.5, use_answer_text=False, random_state=seed),
-        "heuristic (no training)": None,
+        "trained (question + answer text + answer features)": lambda: TrainedEstimator(
+            C=0.5, random_state=seed
+        ),
+        "trained (question text + answer features)": lambda: TrainedEstimator(
+            C=0.5, use_answer_text=False, random_state=seed
+        ),
+        "heuristic (answer features, no training)": None,
     }
     acc: dict[str, list[tuple[float, float, float, bool]]] = {m: [] for m in methods}
     curves: dict[str, list[tuple[float, float]]] = {}
