@@ -119,12 +119,15 @@ class RouterService:
             mounts=settings.mounts,
             interval_s=settings.reload_interval_s,
             omp_threads=settings.omp_threads,
+            prepare=self._prepare,
             apply=self._apply,
         )
         self.escalator = Escalator(self.pool, self.metrics)
 
-    def _apply(self, table: RoutingTable) -> None:
-        judge = self.judge_factory(table.config.quality_estimator, self.pool)
+    def _prepare(self, table: RoutingTable) -> AnswerJudge | None:
+        return self.judge_factory(table.config.quality_estimator, self.pool)
+
+    def _apply(self, table: RoutingTable, judge: AnswerJudge | None) -> None:
         self.pool.set_endpoints(table.model_urls)
         self.judge = judge
 

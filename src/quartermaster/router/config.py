@@ -79,8 +79,10 @@ def load_table(data: bytes, *, mounts: ReferenceMounts, omp_threads: int = 1) ->
 class ConfigWatcher:
     """Polls ``path`` and keeps :attr:`state` up to date.
 
-    ``apply`` is called with every new table before it is served (the app uses it to update the upstream
-    pool's endpoints); an exception there counts as a failed reload.
+    ``prepare`` runs in the worker thread right after a new table is compiled (blocking set-up such as
+    loading a trained quality estimator); ``apply(table, prepared)`` then runs in the event loop before
+    the table is served (the app updates the upstream pool's endpoints). An exception in either counts
+    as a failed reload.
     """
 
     def __init__(
@@ -91,7 +93,8 @@ class ConfigWatcher:
         mounts: ReferenceMounts | None = None,
         interval_s: float = 2.0,
         omp_threads: int = 1,
-        apply: Callable[[RoutingTable], None] | None = None,
+        prepare: Callable[[RoutingTable], Any] | None = None,
+        apply: Callable[[RoutingTable, Any], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
@@ -99,6 +102,7 @@ class ConfigWatcher:
         self.mounts = mounts or ReferenceMounts()
         self.interval_s = interval_s
         self.omp_threads = omp_threads
+        self.prepare = prepare
         self.apply = apply
         self.clock = clock
         self.state = ConfigState()
@@ -118,9 +122,9 @@ class ConfigWatcher:
         if digest == self.state.attempted_digest:
             return False
         try:
-            table = await anyio.to_thread.run_sync(self._load, data)
+            table, prepared = await anyio.to_thread.run_sync(self._load, data)
             if self.apply is not None:
-                self.apply(table)
+                self.apply(table, prepared)
         except (RouterConfigError, ValueError) as exc:
             self._fail(now, digest, str(exc))
             return False
@@ -145,8 +149,9 @@ class ConfigWatcher:
         )
         return True
 
-    def _load(self, data: bytes) -> RoutingTable:
-        return load_table(data, mounts=self.mounts, omp_threads=self.omp_threads)
+    def _load(self, data: bytes) -> tuple[RoutingTable, Any]:
+        table = load_table(data, mounts=self.mounts, omp_threads=self.omp_threads)
+        return table, (None if self.prepare is None else self.prepare(table))
 
     def _fail(self, now: float, digest: str | None, message: str) -> None:
         s = self.state

@@ -9,6 +9,14 @@ client asked for an answer, and it has one.
 
 Estimator failures follow the config's ``qualityEstimator.onError``: ``accept`` keeps the answer,
 ``escalate`` treats it as rejected.
+
+The judges wrap :mod:`quartermaster.routing.quality`: ``qualityEstimator.kind`` = ``heuristic``
+(:class:`~quartermaster.routing.quality.HeuristicEstimator`, truncation judged against the request's
+budget), ``trained`` (:func:`~quartermaster.routing.quality.load_estimator` of ``artifactPath``, scored in
+a worker thread), ``http`` (the same wire format as
+:class:`~quartermaster.routing.quality.HttpJudgeEstimator` — ``{"question", "answer", "tokens"}`` in,
+``{"accept_probability"}`` or ``{"score"}`` out — but called through the router's async pool) or
+``none``.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
+import anyio.to_thread
+
 from quartermaster.api.routerconfig import QualityEstimatorSpec, RouterConfigError
 from quartermaster.router.metrics import RouterMetrics
 from quartermaster.router.policy import Decision, RoutingPolicy
@@ -29,17 +39,21 @@ from quartermaster.router.upstream import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from quartermaster.routing.errors import EstimatorError
+from quartermaster.routing.quality import HeuristicEstimator, QualityEstimator, load_estimator
 
 logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
 class AnswerJudge(Protocol):
-    """Async accept probability of one answer (wraps a :mod:`quartermaster.routing` quality estimator)."""
+    """Async accept probability of one answer (adapts a :mod:`quartermaster.routing` quality estimator)."""
 
     on_error: Literal["accept", "escalate"]
 
-    async def accept_probability(self, question: str, answer: str, completion_tokens: int) -> float: ...
+    async def accept_probability(
+        self, question: str, answer: str, completion_tokens: int, max_tokens: int
+    ) -> float: ...
 
 
 JudgeFactory = Callable[[QualityEstimatorSpec, UpstreamPool], "AnswerJudge | None"]
@@ -127,7 +141,7 @@ class Escalator:
             completion_total += c_tokens
             if response.status_code != 200 or not ladder or judge is None:
                 break
-            p = await self._judge(judge, question, text, c_tokens)
+            p = await self._judge(judge, question, text, c_tokens, decision.max_tokens)
             probabilities.append(p)
             if RoutingPolicy.accept(p, decision.quality_threshold):
                 break
@@ -167,9 +181,9 @@ class Escalator:
             self.metrics.tokens.labels(cluster, model, "completion").inc(completion)
 
     @staticmethod
-    async def _judge(judge: AnswerJudge, question: str, answer: str, tokens: int) -> float:
+    async def _judge(judge: AnswerJudge, question: str, answer: str, tokens: int, max_tokens: int) -> float:
         try:
-            p = float(await judge.accept_probability(question, answer, tokens))
+            p = float(await judge.accept_probability(question, answer, tokens, max_tokens))
         except Exception as exc:  # estimator trouble must not fail the request
             logger.warning(
                 "quality estimator failed (%s: %s); on_error=%s", type(exc).__name__, exc, judge.on_error
@@ -180,9 +194,51 @@ class Escalator:
         return min(max(p, 0.0), 1.0)
 
 
+class EstimatorJudge:
+    """A :class:`~quartermaster.routing.quality.QualityEstimator` as an :class:`AnswerJudge`.
+
+    ``offload`` runs ``score`` in a worker thread (trained estimators take about a millisecond).
+    """
+
+    def __init__(
+        self,
+        estimator: QualityEstimator,
+        *,
+        offload: bool = False,
+        on_error: Literal["accept", "escalate"] = "accept",
+    ) -> None:
+        self.estimator = estimator
+        self.offload = offload
+        self.on_error: Literal["accept", "escalate"] = on_error
+
+    async def accept_probability(
+        self, question: str, answer: str, completion_tokens: int, max_tokens: int
+    ) -> float:
+        if self.offload:
+            return await anyio.to_thread.run_sync(self.estimator.score, question, answer, completion_tokens)
+        return self.estimator.score(question, answer, completion_tokens)
+
+
+class HeuristicJudge:
+    """:class:`~quartermaster.routing.quality.HeuristicEstimator` with the request's budget as
+    ``max_tokens`` (an answer that used the whole budget counts as truncated)."""
+
+    def __init__(self, *, on_error: Literal["accept", "escalate"] = "accept") -> None:
+        self.on_error: Literal["accept", "escalate"] = on_error
+
+    async def accept_probability(
+        self, question: str, answer: str, completion_tokens: int, max_tokens: int
+    ) -> float:
+        return HeuristicEstimator(max_tokens=max_tokens).score(question, answer, completion_tokens)
+
+
 class HttpJudge:
-    """``qualityEstimator.kind=http``: POST ``{"question", "answer", "completionTokens"}`` to ``url``;
-    the hook answers ``{"acceptProbability": p}``."""
+    """``qualityEstimator.kind=http`` over the router's async connection pool.
+
+    Wire format of :class:`~quartermaster.routing.quality.HttpJudgeEstimator`: POST
+    ``{"question", "answer", "tokens"}``; the hook answers ``{"accept_probability": p}`` (or ``"score"``)
+    with ``0 <= p <= 1``. Anything else raises, and the escalator applies ``on_error``.
+    """
 
     def __init__(
         self,
@@ -197,55 +253,38 @@ class HttpJudge:
         self.timeout_s = timeout_s
         self.on_error: Literal["accept", "escalate"] = on_error
 
-    async def accept_probability(self, question: str, answer: str, completion_tokens: int) -> float:
+    async def accept_probability(
+        self, question: str, answer: str, completion_tokens: int, max_tokens: int
+    ) -> float:
         doc = await self.pool.post_json(
             self.url,
-            {"question": question, "answer": answer, "completionTokens": completion_tokens},
+            {"question": question, "answer": answer, "tokens": completion_tokens},
             timeout_s=self.timeout_s,
         )
-        return float(doc["acceptProbability"])
-
-
-_HEDGES = (
-    "i don't know",
-    "i do not know",
-    "i'm not sure",
-    "i am not sure",
-    "not sure",
-    "i cannot answer",
-    "i can't answer",
-    "i'm unable",
-    "i am unable",
-    "as an ai",
-)
-
-
-class HedgeHeuristicJudge:
-    """Fallback heuristic (used while no estimator from :mod:`quartermaster.routing` is available):
-    an empty answer gets 0, an answer that hedges or refuses (see ``_HEDGES``) 0.2, anything else 0.9."""
-
-    on_error: Literal["accept", "escalate"] = "accept"
-
-    def __init__(self, *, on_error: Literal["accept", "escalate"] = "accept") -> None:
-        self.on_error = on_error
-
-    async def accept_probability(self, question: str, answer: str, completion_tokens: int) -> float:
-        text = answer.strip().lower()
-        if not text:
-            return 0.0
-        return 0.2 if any(h in text for h in _HEDGES) else 0.9
+        p = float(doc["accept_probability"] if "accept_probability" in doc else doc["score"])
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"judge {self.url} returned {p!r}, not a probability")
+        return p
 
 
 def default_judge_factory(spec: QualityEstimatorSpec, pool: UpstreamPool) -> AnswerJudge | None:
-    """The judge for a config's ``qualityEstimator`` (``kind=none`` disables escalation)."""
+    """The judge for a config's ``qualityEstimator`` (``kind=none`` disables escalation).
+
+    Runs while a config is loaded (in a worker thread): a trained artefact that cannot be loaded raises
+    :class:`~quartermaster.api.routerconfig.RouterConfigError`, so the router keeps its last good config.
+    """
     if spec.kind == "none":
         return None
     if spec.kind == "http":
         assert spec.url is not None
         return HttpJudge(pool, spec.url, timeout_s=spec.timeout_seconds, on_error=spec.on_error)
     if spec.kind == "heuristic":
-        return HedgeHeuristicJudge(on_error=spec.on_error)
-    raise RouterConfigError(
-        f"qualityEstimator.kind={spec.kind} is not supported by this router build; "
-        "use heuristic, http or none"
-    )
+        return HeuristicJudge(on_error=spec.on_error)
+    assert spec.artifact_path is not None
+    try:
+        estimator = load_estimator(spec.artifact_path)
+    except EstimatorError as exc:
+        raise RouterConfigError(
+            f"qualityEstimator.artifactPath={spec.artifact_path}: {exc}; mount the trained estimator there"
+        ) from exc
+    return EstimatorJudge(estimator, offload=True, on_error=spec.on_error)

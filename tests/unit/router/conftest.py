@@ -25,7 +25,11 @@ from quartermaster.api.routerconfig import (
     dump_router_config,
     encode_representatives,
 )
+from quartermaster.router.app import RouterSettings, create_app
+from quartermaster.router.embedder import OpenAIEmbeddingsEmbedder
+from quartermaster.router.escalation import default_judge_factory
 from quartermaster.router.stub import Server, serve
+from quartermaster.router.upstream import UpstreamSettings
 
 DIM = 16
 
@@ -139,6 +143,39 @@ def free_url() -> str:
     return f"http://127.0.0.1:{port}/v1"
 
 
+def start_router(
+    start: Callable[[Any], Server],
+    path: Path,
+    config: RouterConfig | None,
+    *,
+    judge: Any = None,
+    embeddings_url: str | None = None,
+    **settings: Any,
+) -> tuple[Server, Any]:
+    """Write ``config`` (unless None) to ``path`` and serve a router on it; returns (server, service).
+
+    ``judge`` replaces the quality estimator of every config; by default the config's own is used."""
+    if config is not None:
+        write_config(path, config)
+    upstream = settings.pop(
+        "upstream", UpstreamSettings(connect_timeout=1.0, read_timeout=5.0, eject_seconds=30)
+    )
+    app = create_app(
+        RouterSettings(
+            config_path=path, reload_interval_s=0.05, random_state=0, upstream=upstream, **settings
+        ),
+        judge_factory=(lambda spec, pool: judge) if judge is not None else default_judge_factory,
+        embedder_factory=(lambda pool: OpenAIEmbeddingsEmbedder(pool, embeddings_url))
+        if embeddings_url
+        else None,
+    )
+    return start(app), app.state.router
+
+
+def chat(text: str = "hello", **extra: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": text}], **extra}
+
+
 @pytest.fixture(scope="session")
 def kit() -> SimpleNamespace:
     """The helpers above, for test modules (conftest modules cannot be imported under importlib mode)."""
@@ -149,4 +186,6 @@ def kit() -> SimpleNamespace:
         build_config=build_config,
         write_config=write_config,
         wait_until=wait_until,
+        start_router=start_router,
+        chat=chat,
     )

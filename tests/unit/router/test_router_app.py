@@ -15,11 +15,7 @@ import numpy as np
 import pytest
 
 from quartermaster.api.routerconfig import QualityEstimatorSpec, RouterConfig
-from quartermaster.router.app import RouterSettings, create_app
-from quartermaster.router.embedder import OpenAIEmbeddingsEmbedder
-from quartermaster.router.escalation import default_judge_factory
 from quartermaster.router.stub import Server, StubOpenAI
-from quartermaster.router.upstream import UpstreamSettings
 
 Start = Callable[[Any], Server]
 
@@ -32,36 +28,17 @@ class KeywordJudge:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str, int]] = []
 
-    async def accept_probability(self, question: str, answer: str, completion_tokens: int) -> float:
+    async def accept_probability(
+        self, question: str, answer: str, completion_tokens: int, max_tokens: int
+    ) -> float:
         self.seen.append((question, answer, completion_tokens))
         return 0.0 if "not sure" in answer else 1.0
 
 
 def _router(
-    start: Start,
-    path: Path,
-    config: RouterConfig | None,
-    kit: SimpleNamespace,
-    *,
-    judge: Any = None,
-    embeddings_url: str | None = None,
-    **settings: Any,
+    start: Start, path: Path, config: RouterConfig | None, kit: SimpleNamespace, **kw: Any
 ) -> tuple[Server, Any]:
-    if config is not None:
-        kit.write_config(path, config)
-    upstream = settings.pop(
-        "upstream", UpstreamSettings(connect_timeout=1.0, read_timeout=5.0, eject_seconds=30)
-    )
-    app = create_app(
-        RouterSettings(
-            config_path=path, reload_interval_s=0.05, random_state=0, upstream=upstream, **settings
-        ),
-        judge_factory=(lambda spec, pool: judge) if judge is not None else default_judge_factory,
-        embedder_factory=(lambda pool: OpenAIEmbeddingsEmbedder(pool, embeddings_url))
-        if embeddings_url
-        else None,
-    )
-    return start(app), app.state.router
+    return kit.start_router(start, path, config, **kw)  # type: ignore[no-any-return]
 
 
 def _chat(text: str = "hello", **extra: Any) -> dict[str, Any]:
@@ -231,7 +208,8 @@ def test_http_quality_hook_and_failed_escalation_keeps_the_first_answer(
 
     async def judge(request: Request) -> JSONResponse:
         doc = await request.json()
-        return JSONResponse({"acceptProbability": 0.1 if "not sure" in doc["answer"] else 0.9})
+        assert set(doc) == {"question", "answer", "tokens"}
+        return JSONResponse({"accept_probability": 0.1 if "not sure" in doc["answer"] else 0.9})
 
     hook = servers(Starlette(routes=[Route("/judge", judge, methods=["POST"])]))
     config = two_models.config.model_copy(
