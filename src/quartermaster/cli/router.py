@@ -92,7 +92,7 @@ def serve(
         str | None,
         typer.Option(
             envvar="QM_ROUTER_SENTENCE_TRANSFORMER",
-            help="Embed in-process with this sentence-transformers model (extra: router-embeddings).",
+            help="Embed in-process with this sentence-transformers model or path (extra: [text]).",
         ),
     ] = None,
     representatives_dir: RepsDir = Path("/etc/quartermaster/representatives"),

