@@ -42,7 +42,7 @@ horizon reads. JSON, camelCase, format version 1::
 
 Rates count requests that reached routing (4xx rejected before routing are not counted). A cluster
 appears once it has had a request in the window. Several router replicas each report their own rates;
-the reader sums them.
+the reader sums them (:func:`sum_rates`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,3 +218,30 @@ class RateTracker:
             "totalRequestsPerSecond": sum(reqs.values()) / covered,
             "clusters": clusters,
         }
+
+
+class RatesFormatError(ValueError):
+    """A rates document this code cannot read (wrong format version or shape)."""
+
+
+def sum_rates(documents: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Per-cluster requests/s summed over router replicas (one rates document per replica).
+
+    The reader for the operator's rolling horizon: fetch ``GET /v1/quartermaster/rates`` from every
+    router pod (not through the Service, which would reach one random replica) and pass the documents
+    here. Raises :class:`RatesFormatError` on a document of another ``formatVersion``.
+    """
+    total: dict[str, float] = defaultdict(float)
+    for doc in documents:
+        version = doc.get("formatVersion")
+        if version != RATES_FORMAT_VERSION:
+            raise RatesFormatError(
+                f"rates formatVersion={version!r}, this code reads {RATES_FORMAT_VERSION}; "
+                "upgrade the reader or the router so they agree"
+            )
+        clusters = doc.get("clusters")
+        if not isinstance(clusters, Mapping):
+            raise RatesFormatError("rates document has no 'clusters' object")
+        for cluster, entry in clusters.items():
+            total[str(cluster)] += float(entry["requestsPerSecond"])
+    return dict(sorted(total.items()))

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from quartermaster.router.metrics import RATES_FORMAT_VERSION, RateTracker, RouterMetrics
+from quartermaster.router.metrics import (
+    RATES_FORMAT_VERSION,
+    RatesFormatError,
+    RateTracker,
+    RouterMetrics,
+    sum_rates,
+)
 from quartermaster.router.sse import UsageSniffer
 
 
@@ -105,3 +111,18 @@ def test_usage_sniffer_is_independent_of_chunk_boundaries(
         assert (sniffer.prompt_tokens, sniffer.completion_tokens) == (7, 99)
     else:
         assert sniffer.completion_tokens == len(words)
+
+
+def test_sum_rates_adds_replicas_and_checks_the_format() -> None:
+    clock = Clock(100.0)
+    replicas = [RateTracker(10, clock=clock), RateTracker(10, clock=clock)]
+    clock.now = 105.0
+    for i, n in enumerate((4, 6)):
+        for _ in range(n):
+            replicas[i].record("a", "m")
+    replicas[1].record("b", "m")
+    clock.now = 110.0
+    docs = [r.snapshot() for r in replicas]
+    assert sum_rates(docs) == pytest.approx({"a": 1.0, "b": 0.1})
+    with pytest.raises(RatesFormatError, match="formatVersion=2"):
+        sum_rates([{**docs[0], "formatVersion": 2}])
