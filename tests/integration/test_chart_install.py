@@ -13,17 +13,21 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
+import socket
 import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from quartermaster.localcluster.nodes import POOL_LABEL
 
-CHART = pathlib.Path(__file__).resolve().parents[2] / "charts" / "quartermaster"
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "quartermaster"
 KEEP = "helm.sh/resource-policy"
 
 Helm = Callable[..., subprocess.CompletedProcess[str]]
@@ -236,3 +240,125 @@ def test_namespaced_install_with_replicas_uses_roles_and_a_kopf_peering(
         lambda: gone(lambda: rbac.read_namespaced_role(f"{full}-application", namespace)), what="Role deleted"
     )
     wait_for(lambda: gone(lambda: rbac.read_cluster_role(f"{full}-framework")), what="ClusterRole deleted")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def forbidden_lines(log: pathlib.Path) -> list[str]:
+    return [line[:400] for line in log.read_text().splitlines() if "forbidden" in line.lower()]
+
+
+def service_account_kubeconfig(
+    api: client.ApiClient, admin_kubeconfig: pathlib.Path, namespace: str, sa: str, path: pathlib.Path
+) -> pathlib.Path:
+    """A kubeconfig that authenticates as the ServiceAccount (a bound token from the TokenRequest API)."""
+    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(expiration_seconds=3600))
+    token = client.CoreV1Api(api).create_namespaced_service_account_token(sa, namespace, request).status.token
+    admin = yaml.safe_load(admin_kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": sa, "user": {"token": token}}],
+                "contexts": [{"name": sa, "context": {"cluster": cluster["name"], "user": sa}}],
+                "current-context": sa,
+            }
+        )
+    )
+    return path
+
+
+def test_the_operator_works_with_exactly_the_charts_rbac(
+    helm: Helm,
+    api_client: client.ApiClient,
+    kubeconfig: pathlib.Path,
+    bin_dir: pathlib.Path,
+    namespace: str,
+    crds: list[str],
+    tmp_path: pathlib.Path,
+    wait_for: Callable[..., Any],
+) -> None:
+    """Runs the real operator process as the chart's ServiceAccount (namespaced, so other tests' objects are
+    not touched) on examples/ with autoApply: any missing permission shows up as a 403 or a missing object."""
+    release = f"qmr-{namespace.rsplit('-', 1)[-1]}"
+    full = f"{release}-quartermaster"
+    helm(
+        "install", release, CHART, "--namespace", namespace, "--wait", "--timeout", "120s",
+        "--set", f"crds.enabled=false,watchNamespace={namespace},test.enabled=false,replicaCount=0",
+    )  # fmt: skip
+    sa_kubeconfig = service_account_kubeconfig(
+        api_client, kubeconfig, namespace, full, tmp_path / "sa.kubeconfig"
+    )
+    docs = [
+        d for f in sorted((REPO / "examples").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d
+    ]
+    for doc in docs:
+        if doc["kind"] == "InferencePool":
+            doc["spec"]["autoApply"] = True
+    (tmp_path / "examples.yaml").write_text(yaml.safe_dump_all(docs))
+    pools = [d["metadata"]["name"] for d in docs if d["kind"] == "InferencePool"]
+    assert pools, "examples/ has no InferencePool"
+
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(sa_kubeconfig),
+        "QM_METRICS_PORT": str(free_port()),
+        "QM_HEALTH_PORT": str(free_port()),
+        "QM_LOG_FORMAT": "text",
+    }
+    log_path = tmp_path / "operator.log"
+    with log_path.open("w") as log:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "quartermaster.cli", "operator", "run", "--namespace", namespace],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        subprocess.run(
+            [str(bin_dir / "kubectl"), "--kubeconfig", str(kubeconfig), "-n", namespace, "apply", "-f",
+             str(tmp_path / "examples.yaml")],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+
+        def applied(pool: str) -> bool:
+            if operator.poll() is not None:
+                pytest.fail(f"the operator exited ({operator.returncode}):\n{log_path.read_text()[-3000:]}")
+            denied = forbidden_lines(log_path)
+            if denied:
+                pytest.fail("the chart's RBAC denied the operator:\n" + "\n".join(denied[:10]))
+            deployments = apps.list_namespaced_deployment(
+                namespace, label_selector=f"quartermaster.dev/inference-pool={pool}"
+            ).items
+            configmaps = [c.metadata.name for c in core.list_namespaced_config_map(namespace).items]
+            return bool(deployments) and f"{pool}-router" in configmaps
+
+        for pool in pools:
+            wait_for(
+                lambda pool=pool: applied(pool),
+                timeout=90,
+                what=f"Deployments and router ConfigMap of {pool}",
+            )
+        events = core.list_namespaced_event(
+            namespace, field_selector="involvedObject.kind=InferencePool"
+        ).items
+        assert events, "the operator posted no Event on the InferencePool"
+    finally:
+        operator.terminate()
+        try:
+            operator.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+            operator.wait(timeout=10)
+    denied = forbidden_lines(log_path)
+    assert not denied, "the chart's RBAC denied the operator:\n" + "\n".join(denied[:10])
+    helm("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "60s")

@@ -10,7 +10,7 @@ from typing import Any
 
 import hypothesis.strategies as st
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 
 from quartermaster.api.crdgen import crd
 from quartermaster.api.crds import KINDS
@@ -86,7 +86,7 @@ def test_writing_removes_stale_templates_only(tmp_path: Any) -> None:
 TRICKY = st.text(alphabet=st.sampled_from(list("{}-. \"'|:#$%\\\nabc")), min_size=1, max_size=40)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None)
 @given(descriptions=st.lists(TRICKY, min_size=1, max_size=6), annotate=st.booleans())
 def test_generated_text_reaches_the_api_server_verbatim(
     helm: Any, tmp_path_factory: Any, descriptions: list[str], annotate: bool

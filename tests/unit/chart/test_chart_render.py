@@ -73,7 +73,7 @@ def test_operator_runs_the_cli_with_liveness_on_healthz_and_settings_from_values
 ) -> None:
     pod = operator_pod(default_objects)
     (container,) = pod["containers"]
-    assert container["args"] == ["operator", "run"]
+    assert container["args"] == ["operator", "run", "--all-namespaces"]
     env = env_of(container)
     assert "QM_NAMESPACE" not in env  # unset: all namespaces
     assert env["QM_METRICS_PORT"] == "8080"
@@ -113,6 +113,7 @@ def test_non_default_values_reach_the_operator_container(helm: Any) -> None:
     (container,) = pod["containers"]
     env = env_of(container)
     assert env["QM_NAMESPACE"] == "team-a"
+    assert container["args"] == ["operator", "run", "--namespace", "team-a"]
     assert env["QM_VLLM_IMAGE"] == "vllm/vllm-openai:v9"
     assert env["QM_LOG_FORMAT"] == "text"
     assert env["QM_ALLOW_FILE_URLS"] == "true"
@@ -139,7 +140,6 @@ def test_cluster_wide_rbac_is_split_into_framework_and_application_roles(default
     application = rules_by_resource(default_objects.one("ClusterRole", f"{FULLNAME}-application"))
     assert framework == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
-        ("", "namespaces"): {"list", "watch"},
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
     }
@@ -179,9 +179,13 @@ def test_watch_namespace_turns_the_rbac_into_roles_in_that_namespace(helm: Any) 
     assert binding["metadata"]["namespace"] == "team-a"
     assert binding["roleRef"]["kind"] == "Role"
     assert binding["subjects"][0]["namespace"] == NAMESPACE
-    # Only CRD discovery stays cluster-wide; events move into the watched namespace.
+    # Only reading CRDs and namespaces (kopf's namespaced mode lists them) stays cluster-wide; events
+    # move into the watched namespace.
     cluster = rules_by_resource(objects.one("ClusterRole", f"{FULLNAME}-framework"))
-    assert cluster == {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
+    assert cluster == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+        ("", "namespaces"): {"list", "watch"},
+    }
     namespaced = objects.one("Role", f"{FULLNAME}-framework")
     assert namespaced["metadata"]["namespace"] == "team-a"
     assert rules_by_resource(namespaced)[("", "events")] == {"create", "patch"}
