@@ -28,30 +28,44 @@ def explain_class(instance: Instance, i: int) -> list[str]:
     """Why class ``i`` cannot be served (empty when it can be, on its own)."""
     cls = instance.classes[i]
     name = f"class {cls.name!r}"
-    reason = instance.perf.reason[:, i]
-    if not instance.options:
+    if not instance.options or not instance.feasible[:, i].any():
+        return _explain_unservable(instance, i, name)
+    feasible = instance.perf.reason[:, i] == Reason.OK
+    return _explain_limits(instance, i, name, feasible)
+
+
+def _explain_unservable(instance: Instance, i: int, name: str) -> list[str]:
+    """No option at all meets memory/TTFT/TPOT for the class: report the best over every candidate."""
+    cls = instance.classes[i]
+    perf = instance.candidate_perf if instance.candidate_perf is not None else instance.perf
+    options = instance.candidates or instance.options
+    if not options:
         return [f"{name}: no deployment option exists in the node pools (see the rejected options)"]
-    feasible = reason == Reason.OK
-    if not feasible.any():
-        memory_ok = (reason != Reason.WEIGHTS) & (reason != Reason.CONTEXT)
-        if not memory_ok.any():
-            return [
-                f"{name}: no model fits a sequence of {cls.prompt_tokens + cls.output_tokens:.0f} tokens "
-                "in GPU memory on any pool; add larger GPUs, allow more TP/PP or lower-precision weights"
-            ]
-        ttft = np.where(memory_ok, instance.perf.ttft[:, i], math.inf)
-        if not (ttft <= cls.ttft * (1 + 1e-9)).any():
-            o = int(np.argmin(ttft))
-            return [
-                f"{name}: no option meets TTFT {cls.ttft:g} s; best is "
-                f"{_where(instance, instance.options[o])} at {ttft[o]:.3g} s"
-            ]
-        tpot = np.where(memory_ok & (reason != Reason.TTFT), instance.perf.tpot1[:, i], math.inf)
-        o = int(np.argmin(tpot))
+    reason = perf.reason[:, i]
+    memory_ok = (reason != Reason.WEIGHTS) & (reason != Reason.CONTEXT)
+    if not memory_ok.any():
         return [
-            f"{name}: no option meets TPOT {cls.tpot:g} s/token; best is "
-            f"{_where(instance, instance.options[o])} at {tpot[o]:.3g} s/token"
+            f"{name}: no model fits a sequence of {cls.prompt_tokens + cls.output_tokens:.0f} tokens "
+            "in GPU memory on any pool; add larger GPUs, allow more TP/PP or lower-precision weights"
         ]
+    ttft = np.where(memory_ok, perf.ttft[:, i], math.inf)
+    if not (ttft <= cls.ttft * (1 + 1e-9)).any():
+        o = int(np.argmin(ttft))
+        return [
+            f"{name}: no option meets TTFT {cls.ttft:g} s; best is "
+            f"{_where(instance, options[o])} at {ttft[o]:.3g} s"
+        ]
+    tpot = np.where(memory_ok & (reason != Reason.TTFT), perf.tpot1[:, i], math.inf)
+    o = int(np.argmin(tpot))
+    return [
+        f"{name}: no option meets TPOT {cls.tpot:g} s/token; best is "
+        f"{_where(instance, options[o])} at {tpot[o]:.3g} s/token"
+    ]
+
+
+def _explain_limits(instance: Instance, i: int, name: str, feasible: np.ndarray) -> list[str]:
+    """The class has feasible options: is its error bound or the pools' capacity the problem?"""
+    cls = instance.classes[i]
     lines = []
     err = np.where(feasible, instance.error[:, i], math.inf)
     o = int(np.argmin(err))

@@ -140,6 +140,10 @@ class Instance:
     utilization: float
     params: PerfParams
     rejected: tuple[Rejected, ...] = field(default=(), repr=False)
+    candidates: tuple[Option, ...] = field(default=(), repr=False)
+    """Every generated option, including the left-out ones (for explanations)."""
+    candidate_perf: PerfTable | None = field(default=None, repr=False)
+    candidate_error: FloatArray | None = field(default=None, repr=False)
     delay_factor: float = 1.0
     error_factor: float = 1.0
 
@@ -243,6 +247,7 @@ class Instance:
         perf, error = _evaluate_options(query_classes, models, tiers, options, params, 1.0, 1.0)
         keep, more = _prune(options, perf, prune and not keep_infeasible, keep_infeasible)
         rejected.extend(more)
+        candidates, candidate_perf, candidate_error = tuple(options), perf, error
         options = [replace(options[o], index=n) for n, o in enumerate(keep)]
         perf = _take(perf, np.asarray(keep, dtype=np.int64))
         error = error[keep]
@@ -262,6 +267,9 @@ class Instance:
             utilization=pool.planner.utilization,
             params=params,
             rejected=tuple(rejected),
+            candidates=candidates,
+            candidate_perf=candidate_perf,
+            candidate_error=candidate_error,
         )
 
 

@@ -102,13 +102,14 @@ def build_model(
     n: dict[int, pulp.LpVariable] = {}
     for opt in instance.options:
         cap = instance.tiers[opt.tier].gpus // opt.gpus
-        n[opt.index] = pulp.LpVariable(f"n_o{opt.index}", lowBound=0, upBound=cap, cat=pulp.LpInteger)
+        n[opt.index] = prob.add_variable(f"n_o{opt.index}", lowBound=0, upBound=cap, cat=pulp.LpInteger)
     x: dict[tuple[int, int], pulp.LpVariable] = {}
     pairs = np.argwhere(feasible)
     for o, i in pairs:
-        x[(int(i), int(o))] = pulp.LpVariable(f"x_c{i}_o{o}", lowBound=0, upBound=1)
+        x[(int(i), int(o))] = prob.add_variable(f"x_c{i}_o{o}", lowBound=0, upBound=1)
     u = [
-        pulp.LpVariable(f"u_c{i}", lowBound=0, upBound=c.max_unserved) for i, c in enumerate(instance.classes)
+        prob.add_variable(f"u_c{i}", lowBound=0, upBound=c.max_unserved)
+        for i, c in enumerate(instance.classes)
     ]
     prev = np.zeros(len(instance.options))
     removed = 0
@@ -126,7 +127,7 @@ def build_model(
         if c.max_unserved > 0:
             terms.append((u[i], 3600.0 * c.penalty * c.rate))
     for o in np.flatnonzero(prev > 0):
-        d = pulp.LpVariable(f"d_o{o}", lowBound=0)
+        d = prob.add_variable(f"d_o{o}", lowBound=0)
         terms.append((d, switching))
         prob += pulp.LpAffineExpression([(d, 1.0), (n[int(o)], -1.0)]) >= -prev[o], f"S_up_o{o}"
         prob += pulp.LpAffineExpression([(d, 1.0), (n[int(o)], 1.0)]) >= prev[o], f"S_down_o{o}"
@@ -207,7 +208,7 @@ def solve_milp(
         "solve_seconds": solve_seconds,
         "backend": backend,
         "variables": len(prob.variables()),
-        "constraints": len(prob.constraints),
+        "constraints": len(prob.constraints()),
     }
     if status == "infeasible":
         return MilpResult(None, status, None, None, **result_kwargs)  # type: ignore[arg-type]
