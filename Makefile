@@ -52,6 +52,11 @@ test: venv binaries lint ## The README's test command: lint, then unit + integra
 test-unit: venv ## Unit tests only (no control plane).
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+##@ Demo
+.PHONY: demo
+demo: venv binaries ## The main job: local control plane + chart + operator + examples/, prints the plans.
+	$(BIN)/quartermaster dev-cluster demo --state-dir $(STATE_DIR)
+
 ##@ Manifests
 .PHONY: manifests
 manifests: venv ## Generate the CRDs from the pydantic models into crds/ (a test diffs the committed copy).

@@ -69,3 +69,18 @@ def status(state_dir: StateDir = DEFAULT_STATE) -> None:
         table.add_row(name, str(pid), str(state["ports"].get(name, "")), str(pid_alive(int(pid))))
     console.print(table)
     console.print(f"KUBECONFIG={state_dir.resolve() / 'kubeconfig'}")
+
+
+@app.command()
+def demo(state_dir: StateDir = DEFAULT_STATE) -> None:
+    """Start the control plane, install the chart, run the operator and apply examples/ (`make demo`)."""
+    from quartermaster.localcluster.binaries import BinariesMissingError
+    from quartermaster.localcluster.demo import DemoError, run_demo
+    from quartermaster.localcluster.launcher import ClusterError
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        run_demo(state_dir.resolve())
+    except (DemoError, ClusterError, BinariesMissingError) as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
