@@ -122,7 +122,11 @@ class Plan:
         return {d.name: d.replicas for d in self.deployments}
 
     def to_dict(self, *, max_rejected: int = 50) -> dict[str, Any]:
-        """JSON-safe, camelCase dict (the InferencePool status ``plan``)."""
+        """JSON-safe, camelCase dict (the InferencePool status ``plan``); plain Python types only."""
+        plain: dict[str, Any] = _plain(self._dict(max_rejected))
+        return plain
+
+    def _dict(self, max_rejected: int) -> dict[str, Any]:
         return {
             "solver": self.solver,
             "status": self.status,
@@ -181,6 +185,17 @@ class Plan:
             ],
             "notes": list(self.notes),
         }
+
+
+def _plain(value: Any) -> Any:
+    """Recursively convert numpy scalars (and tuples) to plain Python types for JSON/YAML."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def vllm_args(instance: Instance, option: Option, max_num_seqs: int, max_model_len: int) -> tuple[str, ...]:
@@ -263,7 +278,7 @@ def build_plan(
                 image=spec.image,
                 node_selector=tier.node_selector,
                 tolerations=tier.tolerations,
-                utilization=load / n if n else 0.0,
+                utilization=float(load / n) if n else 0.0,
             )
         )
     classes = []
@@ -280,7 +295,7 @@ def build_plan(
         classes.append(
             ClassResult(
                 name=cls.name,
-                rate=cls.rate,
+                rate=float(cls.rate),
                 shares=tuple((instance.options[o].name, float(s)) for o, s in used),
                 unserved_share=unserved,
                 predicted_ttft=max((float(perf.ttft[o, i]) for o, _ in used), default=0.0),

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -96,6 +97,7 @@ def test_deployments_carry_vllm_arguments_and_placement() -> None:
         assert dict(d.tolerations[0])["key"] == "nvidia.com/gpu"
         assert d.slug.replace("-", "").isalnum()
         assert d.slug == d.slug.lower()
+    assert yaml.safe_load(yaml.safe_dump(plan.to_dict())) == plan.to_dict()  # plain Python types only
     data = json.loads(json.dumps(plan.to_dict()))
     assert {"deployments", "classes", "costPerHour", "solver", "gap", "rejectedCount"} <= set(data)
     assert data["deployments"][0]["vllmArgs"][0] == "--model"
