@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import logging
 import pathlib
 from typing import Annotated
@@ -43,6 +44,8 @@ def run_operator(
         namespaces=namespaces,
         standalone=settings.peering is None,
         peering_name=settings.peering,
+        # Peers with equal priorities all pause; a random one elects a single active replica.
+        priority=secrets.randbelow(2**31) + 1 if settings.peering else None,
         liveness_endpoint=liveness or f"http://0.0.0.0:{settings.health_port}/healthz",
     )
 

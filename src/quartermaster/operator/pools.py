@@ -28,6 +28,7 @@ from quartermaster.api.classes import QueryClassSpec
 from quartermaster.api.pool import InferencePoolSpec
 from quartermaster.api.poolstatus import Change, InferencePoolStatus, PlanSummary
 from quartermaster.operator import metrics, reasons
+from quartermaster.operator.budgets import TokenCaps, token_caps
 from quartermaster.operator.clusterresult import ClusterResult, read_result
 from quartermaster.operator.conditions import is_true, now_rfc3339, set_condition
 from quartermaster.operator.kube import Kube
@@ -149,6 +150,9 @@ class PoolReconciler:
             return degraded(inputs[0], inputs[1], retry=True)
         catalog, classes, cluster_result = inputs.catalog, inputs.classes, inputs.cluster_result
         status["inputsVersion"] = inputs.version
+        caps = token_caps(spec, classes)
+        if caps is not None:
+            classes = caps.classes
 
         outcome = make_plan(
             catalog,
@@ -158,6 +162,7 @@ class PoolReconciler:
             generation=generation,
             now=stamp,
             time_limit_cap=self.settings.plan_time_limit_cap,
+            max_tokens=caps.max_tokens if caps else None,
         )
         conditions = set_condition(
             conditions, reasons.DEGRADED, False, reasons.AS_EXPECTED, "", generation, stamp
@@ -273,6 +278,7 @@ class PoolReconciler:
             stamp,
             changes,
             now,
+            caps,
         )
 
     # -- hysteresis ----------------------------------------------------------------------------------
@@ -330,6 +336,7 @@ class PoolReconciler:
         stamp: str,
         changes: list[dict[str, Any]],
         now: datetime.datetime,
+        caps: TokenCaps | None,
     ) -> Outcome:
         pools = {p.name: p for p in spec.node_pools}
         live_by_name = {d["metadata"]["name"]: d for d in live}
@@ -385,6 +392,7 @@ class PoolReconciler:
             plan,
             catalog,
             classes,
+            abandoned=caps.abandoned if caps else frozenset(),
             **(cluster_result.router_kwargs() if cluster_result else {}),
         )
         wrote |= self.kube.apply(router_config_map(owner, router))

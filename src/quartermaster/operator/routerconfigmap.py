@@ -16,6 +16,7 @@ from quartermaster.api.catalog import ModelCatalogSpec, ModelSpec
 from quartermaster.api.classes import QueryClassSpec
 from quartermaster.api.poolstatus import PlannedDeployment, PlanSummary
 from quartermaster.api.routerconfig import (
+    Abandonment,
     ClusteringParams,
     ClusterRoute,
     Escalation,
@@ -75,6 +76,7 @@ def build_router_config(
     representatives: RepresentativeEmbeddings | None = None,
     representative_ranges: dict[str, tuple[int, int]] | None = None,
     default_class: str | None = None,
+    abandoned: frozenset[str] = frozenset(),
 ) -> RouterConfig:
     by_name = {d.name: d for d in plan.deployments}
     deployed = {d.model for d in plan.deployments}
@@ -101,6 +103,9 @@ def build_router_config(
                     "expectedOutputTokens": spec.output_tokens,
                     "routes": routes,
                     "escalation": Escalation(ladder=ladder(planned.name, models)),
+                    "abandonment": Abandonment(abandoned=True, policy="short-answer", max_tokens=cap)
+                    if planned.name in abandoned
+                    else Abandonment(),
                     "predictedAccuracy": None if planned.error is None else round(1 - planned.error, 6),
                 }
             )
