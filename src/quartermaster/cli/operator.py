@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import secrets
 import logging
 import pathlib
+import secrets
 from typing import Annotated
 
 import typer
