@@ -210,3 +210,30 @@ def test_large_results_are_chunked_across_config_maps() -> None:
     assert reps.storage == "configMaps"
     assert reps.config_maps == ["r-0", "r-1"]
     assert all(len(chunk) < 1_000_000 for chunk in docs.chunks)
+
+
+def test_token_budget_caps_classes_and_abandons_the_least_valuable_when_scarce() -> None:
+    from quartermaster.operator.budgets import ABANDONED_MAX_TOKENS, token_caps
+
+    spec = InferencePoolSpec.model_validate(
+        {
+            "catalogRef": "c",
+            "classes": [
+                {"name": "short", "rate": 10, "promptTokens": 100, "outputTokens": 100},
+                {"name": "long", "rate": 1, "promptTokens": 100, "outputTokens": 4000},
+            ],
+            "nodePools": [{"name": "l40s", "gpuType": "L40S", "gpus": 4, "gpusPerNode": 4}],
+            "tokenBudget": 150,
+        }
+    )
+    assert spec.classes is not None
+    caps = token_caps(spec, list(spec.classes))
+    assert caps is not None
+    used = sum(c.rate * caps.max_tokens[c.name] for c in spec.classes if c.name not in caps.abandoned)
+    assert used <= 150 * 11 + 1  # within the budget (ceil per class)
+    assert caps.max_tokens["short"] >= 90  # the cheap, frequent class keeps most of its tokens
+    assert "long" in caps.abandoned
+    assert caps.max_tokens["long"] == ABANDONED_MAX_TOKENS
+    assert {c.name: c.output_tokens for c in caps.classes}["long"] == ABANDONED_MAX_TOKENS
+    no_budget = spec.model_copy(update={"token_budget": None})
+    assert token_caps(no_budget, list(spec.classes)) is None
