@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faiss
 import httpx
 import matplotlib
 import numpy as np
@@ -72,7 +73,7 @@ def pct(values: list[float] | np.ndarray, q: float) -> float:
 
 
 # -- part 1 ---------------------------------------------------------------------------------------
-def bench_decisions(n_reps: int, decisions: int, workdir: Path) -> dict[str, Any]:
+def bench_decisions(n_reps: int, decisions: int, workdir: Path, *, repeats: int = 5) -> dict[str, Any]:
     data = load_clinc()
     reps, labels = sample_representatives(data, n_reps)
     path = build_config(
@@ -87,36 +88,72 @@ def bench_decisions(n_reps: int, decisions: int, workdir: Path) -> dict[str, Any
     policy = RoutingPolicy(0)
     for h in headers[:200]:  # warm-up
         policy.decide(table, body, embedding=parse_embedding_header(h))
-    lat = np.empty(decisions, dtype=np.float64)
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for i in range(decisions):
-        t = time.perf_counter_ns()
-        policy.decide(table, body, embedding=parse_embedding_header(headers[i % len(headers)]))
-        lat[i] = time.perf_counter_ns() - t
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    # ``repeats`` rounds: the machine is shared, so each round's p50/p99/rate is kept and the median
+    # round is reported with the spread
+    rounds: list[dict[str, float]] = []
+    all_lat: list[np.ndarray] = []
+    per_round = max(1, decisions // repeats)
+    all_cpu: list[np.ndarray] = []
+    for _ in range(repeats):
+        lat = np.empty(per_round, dtype=np.float64)
+        cpu_lat = np.empty(per_round, dtype=np.float64)
+        cpu0 = time.process_time()
+        for i in range(per_round):
+            c = time.thread_time_ns()
+            t = time.perf_counter_ns()
+            policy.decide(table, body, embedding=parse_embedding_header(headers[i % len(headers)]))
+            lat[i] = time.perf_counter_ns() - t
+            cpu_lat[i] = time.thread_time_ns() - c
+        cpu = time.process_time() - cpu0
+        rounds.append(
+            {
+                "p50": pct(lat, 50),
+                "p99": pct(lat, 99),
+                "cpu_p50": pct(cpu_lat, 50),
+                "cpu_p99": pct(cpu_lat, 99),
+                "rate": per_round / cpu,
+            }
+        )
+        all_lat.append(lat)
+        all_cpu.append(cpu_lat)
 
-    # the search alone, side by side on the same rows and queries: the router's float16 faiss index,
-    # a float32 faiss flat index, and a numpy brute force (float32 matrix-vector product + argmax)
+    # the search alone, side by side on the same rows and queries (CPU time per search): the router's
+    # float16 faiss index, a float32 faiss flat index, a numpy brute force (float32 matrix-vector
+    # product + argmax) and, for reference, an approximate faiss HNSW graph (M=16, efSearch=64) that the
+    # router does not use
     unit = table.index.vectors
+    q32 = np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True), dtype=np.float32)
     flat32 = RepresentativeIndex(
         unit, table.index.labels, alpha=0.0, default_cluster="oos", precision="float32"
     )
-    q32 = np.ascontiguousarray(queries / np.linalg.norm(queries, axis=1, keepdims=True), dtype=np.float32)
+    hnsw = faiss.IndexHNSWFlat(unit.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    hnsw.add(unit)
+    hnsw.hnsw.efSearch = 64
+    alternatives: dict[str, Any] = {
+        "fp16": table.index.search,
+        "flat32": flat32.search,
+        "numpy": lambda q: (None, np.argmax(unit @ q[0])),
+        "hnsw": lambda q: hnsw.search(q, 1),
+    }
     n_search = min(decisions, 5000)
-    searches: dict[str, np.ndarray] = {k: np.empty(n_search) for k in ("fp16", "flat32", "numpy")}
+    searches: dict[str, np.ndarray] = {k: np.empty(n_search) for k in alternatives}
+    faiss.omp_set_num_threads(1)
     for i in range(n_search):
         q = q32[i % len(q32)].reshape(1, -1)
-        t = time.perf_counter_ns()
-        table.index.search(q)
-        searches["fp16"][i] = time.perf_counter_ns() - t
-        t = time.perf_counter_ns()
-        flat32.search(q)
-        searches["flat32"][i] = time.perf_counter_ns() - t
-        t = time.perf_counter_ns()
-        int(np.argmax(unit @ q[0]))
-        searches["numpy"][i] = time.perf_counter_ns() - t
-    _, rows16 = table.index.search(q32)
-    _, rows32 = flat32.search(q32)
+        for name, fn in alternatives.items():
+            c = time.thread_time_ns()
+            fn(q)
+            searches[name][i] = time.thread_time_ns() - c
+    labels_arr = np.asarray(table.index.labels)
+
+    def decisions_of(sims: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return np.where(sims.reshape(-1) >= table.index.alpha, labels_arr[rows.reshape(-1)], "oos")
+
+    exact = decisions_of(*table.index.search(q32))
+    agree = {
+        "flat32": float(np.mean(decisions_of(*flat32.search(q32)) == exact)),
+        "hnsw": float(np.mean(decisions_of(*hnsw.search(q32, 1)) == exact)),
+    }
 
     # routing quality on real queries: in-scope queries to their intent, out-of-scope to the default
     assigned = [a.cluster for a in table.index.assign_many(q32)]
@@ -125,17 +162,26 @@ def bench_decisions(n_reps: int, decisions: int, workdir: Path) -> dict[str, Any
     return {
         "reps": len(table.index),
         "load_ms": load_s * 1e3,
-        "p50_us": pct(lat, 50) / 1e3,
-        "p99_us": pct(lat, 99) / 1e3,
-        "p999_us": pct(lat, 99.9) / 1e3,
-        "decisions_per_cpu_s": decisions / cpu,
-        "decisions_per_wall_s": decisions / wall,
+        "p50_us": float(np.median([r["p50"] for r in rounds])) / 1e3,
+        "p99_us": float(np.median([r["p99"] for r in rounds])) / 1e3,
+        "p99_range_us": (min(r["p99"] for r in rounds) / 1e3, max(r["p99"] for r in rounds) / 1e3),
+        "p999_all_us": pct(np.concatenate(all_lat), 99.9) / 1e3,
+        "cpu_p50_us": float(np.median([r["cpu_p50"] for r in rounds])) / 1e3,
+        "cpu_p99_us": float(np.median([r["cpu_p99"] for r in rounds])) / 1e3,
+        "cpu_p99_range_us": (
+            min(r["cpu_p99"] for r in rounds) / 1e3,
+            max(r["cpu_p99"] for r in rounds) / 1e3,
+        ),
+        "decisions_per_cpu_s": float(np.median([r["rate"] for r in rounds])),
+        "rate_range": (min(r["rate"] for r in rounds), max(r["rate"] for r in rounds)),
+        "repeats": repeats,
         **{f"{k}_p50_us": pct(v, 50) / 1e3 for k, v in searches.items()},
         **{f"{k}_p99_us": pct(v, 99) / 1e3 for k, v in searches.items()},
-        "fp16_agrees_with_flat32": float(np.mean(rows16 == rows32)),
+        "agree_flat32": agree["flat32"],
+        "agree_hnsw": agree["hnsw"],
         "inscope_accuracy": float(np.mean([assigned[i] == intents[i] for i in inscope])),
         "oos_to_default": float(np.mean([assigned[i] == "oos" for i in oos])) if oos else float("nan"),
-        "latencies_us": lat / 1e3,
+        "latencies_us": np.concatenate(all_lat) / 1e3,
     }
 
 
@@ -304,7 +350,7 @@ def plot(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]]) -> None:
 
 def report(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]], args: argparse.Namespace) -> str:
     ten_k = next(d for d in decisions if d["reps"] >= 10_000)
-    min_rate = min(d["decisions_per_cpu_s"] for d in decisions)
+    min_rate = min(d["decisions_per_cpu_s"] for d in decisions)  # medians over rounds
     lines = [
         "# Router benchmark",
         "",
@@ -322,7 +368,10 @@ def report(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]], args: arg
         "",
         "| goal | measured | met |",
         "|---|---|---|",
-        f"| p99 routing overhead (no embedding) at 10k representatives <= {GOAL_P99_MS:g} ms | "
+        f"| p99 routing overhead (no embedding) at 10k representatives <= {GOAL_P99_MS:g} ms, CPU time | "
+        f"{ten_k['cpu_p99_us'] / 1e3:.3f} ms | "
+        f"{'yes' if ten_k['cpu_p99_us'] / 1e3 <= GOAL_P99_MS else 'NO'} |",
+        f"| the same, wall clock on the shared machine | "
         f"{ten_k['p99_us'] / 1e3:.3f} ms | {'yes' if ten_k['p99_us'] / 1e3 <= GOAL_P99_MS else 'NO'} |",
         f"| decisions per second per core >= {GOAL_DECISIONS_PER_CORE:,.0f} | {min_rate:,.0f} (worst size) | "
         f"{'yes' if min_rate >= GOAL_DECISIONS_PER_CORE else 'NO'} |",
@@ -341,33 +390,44 @@ def report(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]], args: arg
         "storage as shipped in the config, 1 OpenMP thread), alpha test, weighted model choice, max_tokens "
         "clamp, ladder.",
         "",
-        "| representatives | p50 µs | p99 µs | p99.9 µs | decisions / CPU-s | config load ms "
-        "| in-scope -> own intent | oos -> default |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for d in decisions:
-        lines.append(
-            f"| {d['reps']:,} | {d['p50_us']:.1f} | {d['p99_us']:.1f} | {d['p999_us']:.1f} | "
-            f"{d['decisions_per_cpu_s']:,.0f} | {d['load_ms']:.0f} | {d['inscope_accuracy']:.3f} | "
-            f"{d['oos_to_default']:.3f} |"
-        )
-    lines += [
+        f"Median of {decisions[0]['repeats']} rounds (range over rounds in brackets); p99.9 over all rounds.",
         "",
-        "Search alone, same queries, side by side: the router's index (faiss scalar quantizer, float16 "
-        "storage), faiss flat float32, numpy float32 `reps @ q` + argmax. Ratios are relative to the "
-        "router's index (higher = the alternative is slower).",
+        "*Wall* is elapsed time per decision (includes being descheduled by the other jobs); *CPU* is the "
+        "thread's CPU time per decision (what the routing itself costs).",
         "",
-        "| representatives | fp16 p50 µs | flat32 p50 µs | numpy p50 µs | flat32 / fp16 | numpy / fp16 "
-        "| fp16 p99 µs | flat32 p99 µs | numpy p99 µs | same top-1 as flat32 |",
+        "| representatives | wall p50 µs | wall p99 µs | wall p99.9 µs | CPU p50 µs | CPU p99 µs "
+        "| decisions / CPU-s | config load ms | in-scope -> own intent | oos -> default |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for d in decisions:
+        lo, hi = d["p99_range_us"]
+        clo, chi = d["cpu_p99_range_us"]
+        rlo, rhi = d["rate_range"]
         lines.append(
-            f"| {d['reps']:,} | {d['fp16_p50_us']:.1f} | {d['flat32_p50_us']:.1f} | "
-            f"{d['numpy_p50_us']:.1f} | "
-            f"{d['flat32_p50_us'] / d['fp16_p50_us']:.2f}x | {d['numpy_p50_us'] / d['fp16_p50_us']:.2f}x | "
-            f"{d['fp16_p99_us']:.1f} | {d['flat32_p99_us']:.1f} | {d['numpy_p99_us']:.1f} | "
-            f"{d['fp16_agrees_with_flat32']:.4f} |"
+            f"| {d['reps']:,} | {d['p50_us']:.1f} | {d['p99_us']:.1f} [{lo:.0f}–{hi:.0f}] | "
+            f"{d['p999_all_us']:.1f} | {d['cpu_p50_us']:.1f} | {d['cpu_p99_us']:.1f} [{clo:.0f}–{chi:.0f}] | "
+            f"{d['decisions_per_cpu_s']:,.0f} [{rlo:,.0f}–{rhi:,.0f}] | "
+            f"{d['load_ms']:.0f} | {d['inscope_accuracy']:.3f} | {d['oos_to_default']:.3f} |"
+        )
+    lines += [
+        "",
+        "Search alone, same queries, side by side, CPU time per search: the router's index (faiss scalar "
+        "quantizer, float16 storage), faiss flat float32, numpy float32 `reps @ q` + argmax, and for "
+        "reference an approximate faiss HNSW graph (M=16, efSearch=64; not used by the router). Ratios are "
+        "relative to the router's index (> 1: the alternative costs more). *Same cluster* = share of queries "
+        "whose routed cluster (after the alpha test) equals the router's.",
+        "",
+        "| representatives | fp16 p50 µs | flat32 p50 µs | numpy p50 µs | hnsw p50 µs | flat32 / fp16 "
+        "| numpy / fp16 | hnsw / fp16 | fp16 p99 µs | flat32 same cluster | hnsw same cluster |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in decisions:
+        f = d["fp16_p50_us"]
+        lines.append(
+            f"| {d['reps']:,} | {f:.1f} | {d['flat32_p50_us']:.1f} | {d['numpy_p50_us']:.1f} | "
+            f"{d['hnsw_p50_us']:.1f} | {d['flat32_p50_us'] / f:.2f}x | {d['numpy_p50_us'] / f:.2f}x | "
+            f"{d['hnsw_p50_us'] / f:.2f}x | {d['fp16_p99_us']:.1f} | {d['agree_flat32']:.4f} | "
+            f"{d['agree_hnsw']:.4f} |"
         )
     if e2e:
         lines += [
@@ -420,8 +480,9 @@ def main(argv: list[str] | None = None) -> None:
             decisions.append(d)
             print(
                 f"decisions reps={d['reps']}: p50 {d['p50_us']:.1f} µs p99 {d['p99_us']:.1f} µs "
-                f"{d['decisions_per_cpu_s']:,.0f}/CPU-s; search p50 fp16 {d['fp16_p50_us']:.1f} µs, "
-                f"flat32 {d['flat32_p50_us']:.1f} µs, numpy {d['numpy_p50_us']:.1f} µs",
+                f"{d['decisions_per_cpu_s']:,.0f}/CPU-s; search CPU p50 fp16 {d['fp16_p50_us']:.1f} µs, "
+                f"flat32 {d['flat32_p50_us']:.1f} µs, numpy {d['numpy_p50_us']:.1f} µs, "
+                f"hnsw {d['hnsw_p50_us']:.1f} µs",
                 flush=True,
             )
         if not args.no_e2e:
