@@ -20,7 +20,6 @@ rejected; streamed answers pass through untouched (server-sent events, byte for 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,8 +30,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
@@ -47,15 +45,14 @@ from quartermaster.router.embedder import (
     query_text,
 )
 from quartermaster.router.errors import (
-    RouterError,
-    body_too_large,
-    invalid_request,
+    exception_handlers,
     not_ready,
     upstream_timeout,
     upstream_unavailable,
 )
 from quartermaster.router.escalation import AnswerJudge, Escalator, JudgeFactory, default_judge_factory
 from quartermaster.router.metrics import RateTracker, RouterMetrics
+from quartermaster.router.openai import REFUSAL_MODEL, read_json_body, refusal_response, validate_request
 from quartermaster.router.policy import AUTO_MODELS, Decision, RoutingPolicy
 from quartermaster.router.sse import UsageSniffer
 from quartermaster.router.table import ReferenceMounts, RoutingTable
@@ -184,51 +181,6 @@ class RouterService:
             raise not_ready(self.watcher.state.last_error or "no configuration loaded yet")
         return table
 
-    async def _read_body(self, request: Request) -> dict[str, Any]:
-        limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise body_too_large(int(declared), limit)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise body_too_large(size, limit)
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise invalid_request(
-                f"We could not parse the JSON body of your request ({exc}). Send a JSON object with "
-                "Content-Type: application/json.",
-                code="invalid_json",
-            ) from None
-        if not isinstance(body, dict):
-            raise invalid_request("The request body must be a JSON object.", code="invalid_json")
-        return body
-
-    @staticmethod
-    def _validate(body: dict[str, Any], *, chat: bool) -> None:
-        if chat:
-            messages = body.get("messages")
-            if not isinstance(messages, list) or not messages:
-                raise invalid_request(
-                    "'messages' is required: a non-empty array of {role, content} objects.", param="messages"
-                )
-            for i, m in enumerate(messages):
-                if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                    raise invalid_request(
-                        f"'messages[{i}]' must be an object with a string 'role'.", param=f"messages[{i}]"
-                    )
-        else:
-            prompt = body.get("prompt")
-            if not isinstance(prompt, (str, list)) or (isinstance(prompt, list) and not prompt):
-                raise invalid_request("'prompt' is required: a string or a non-empty array.", param="prompt")
-        if "stream" in body and not isinstance(body["stream"], bool):
-            raise invalid_request(f"'stream'={body['stream']!r} must be true or false.", param="stream")
-
     async def _embedding(
         self, request: Request, body: dict[str, Any], *, chat: bool, table: RoutingTable
     ) -> Any:
@@ -250,8 +202,8 @@ class RouterService:
     async def _complete(self, request: Request, *, chat: bool) -> Response:
         started = time.perf_counter()
         table = self._require_table()
-        body = await self._read_body(request)
-        self._validate(body, chat=chat)
+        body = await read_json_body(request, self.settings.max_body_bytes)
+        validate_request(body, chat=chat)
         hint = request.headers.get(CLUSTER_HEADER)
         embedding = None if hint is not None else await self._embedding(request, body, chat=chat, table=table)
         t0 = time.perf_counter()
@@ -266,7 +218,11 @@ class RouterService:
             "X-Quartermaster-Config": table.version,
         }
         if decision.refusal is not None:
-            return self._refusal(decision, body, chat=chat, headers=headers, started=started)
+            headers.update(self._answer_headers(REFUSAL_MODEL, 0))
+            self._finish(decision, REFUSAL_MODEL, "ok", started)
+            return refusal_response(
+                decision.refusal, chat=chat, stream=bool(body.get("stream")), headers=headers
+            )
         upstream_body = dict(body)
         upstream_body["model"] = decision.target.model
         upstream_body[decision.max_tokens_field] = decision.max_tokens
@@ -404,80 +360,6 @@ class RouterService:
                 completion_tokens=sniffer.completion_tokens,
             )
 
-    def _refusal(
-        self, decision: Decision, body: dict[str, Any], *, chat: bool, headers: dict[str, str], started: float
-    ) -> Response:
-        text = decision.refusal or ""
-        created = int(time.time())
-        headers.update(self._answer_headers("quartermaster/refusal", 0))
-        self._finish(decision, "quartermaster/refusal", "ok", started)
-        if chat:
-            choice: dict[str, Any] = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-            obj = "chat.completion"
-        else:
-            choice, obj = {"index": 0, "text": text, "finish_reason": "stop"}, "text_completion"
-        doc = {
-            "id": f"qm-refusal-{created}",
-            "object": obj,
-            "created": created,
-            "model": "quartermaster/refusal",
-            "choices": [choice],
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        }
-        if not body.get("stream"):
-            return JSONResponse(doc, headers=headers)
-        chunk_choice = (
-            {"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            if chat
-            else choice
-        )
-        chunk = {**doc, "object": "chat.completion.chunk" if chat else obj, "choices": [chunk_choice]}
-        chunk.pop("usage")
-        payload = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
-        return Response(payload, media_type="text/event-stream", headers=headers)
-
-
-# -- error handlers ------------------------------------------------------------------------------
-def _make_handlers(metrics: RouterMetrics) -> dict[Any, Callable[..., Any]]:
-    async def router_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RouterError)
-        if 400 <= exc.status_code < 500:
-            metrics.rejected.labels(reason=exc.code or "invalid_request").inc()
-        return exc.to_response()
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        err = RouterError(
-            exc.status_code,
-            f"{request.method} {request.url.path}: {exc.detail}",
-            error_type="not_found_error" if exc.status_code == 404 else "invalid_request_error",
-            code=str(exc.status_code),
-        )
-        return err.to_response(exc.headers)
-
-    async def disconnect(request: Request, exc: Exception) -> Response:
-        return Response(status_code=499)
-
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return RouterError(
-            500,
-            f"Internal router error ({type(exc).__name__}); see the router logs.",
-            error_type="server_error",
-            code="internal_error",
-        ).to_response()
-
-    return {
-        RouterError: router_error,
-        HTTPException: http_error,
-        ClientDisconnect: disconnect,
-        Exception: unexpected,
-    }
-
 
 def create_app(
     settings: RouterSettings,
@@ -501,7 +383,11 @@ def create_app(
         Route("/v1/quartermaster/rates", service.rates_endpoint, methods=["GET"]),
     ]
     app = Starlette(
-        routes=routes, exception_handlers=_make_handlers(service.metrics), lifespan=service.lifespan
+        routes=routes,
+        exception_handlers=exception_handlers(
+            lambda code: service.metrics.rejected.labels(reason=code).inc()
+        ),
+        lifespan=service.lifespan,
     )
     app.state.router = service
     return app

@@ -10,10 +10,15 @@ application's exception handler; its message names the field, the value and the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger(__name__)
 
 ErrorType = Literal[
     "invalid_request_error",
@@ -126,3 +131,46 @@ def not_ready(detail: str, *, retry_after: int = 5) -> RouterError:
         code="router_not_ready",
         retry_after=retry_after,
     )
+
+
+def exception_handlers(on_client_error: Callable[[str], None]) -> dict[Any, Callable[..., Any]]:
+    """Starlette exception handlers that answer every error in the OpenAI shape.
+
+    ``on_client_error(code)`` is called for each 4xx :class:`RouterError` (the app counts them).
+    Unexpected exceptions become a 500 with a generic message (details go to the log, not the client).
+    """
+
+    async def router_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RouterError)
+        if 400 <= exc.status_code < 500:
+            on_client_error(exc.code or "invalid_request")
+        return exc.to_response()
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        err = RouterError(
+            exc.status_code,
+            f"{request.method} {request.url.path}: {exc.detail}",
+            error_type="not_found_error" if exc.status_code == 404 else "invalid_request_error",
+            code=str(exc.status_code),
+        )
+        return err.to_response(exc.headers)
+
+    async def disconnect(request: Request, exc: Exception) -> Response:
+        return Response(status_code=499)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return RouterError(
+            500,
+            f"Internal router error ({type(exc).__name__}); see the router logs.",
+            error_type="server_error",
+            code="internal_error",
+        ).to_response()
+
+    return {
+        RouterError: router_error,
+        HTTPException: http_error,
+        ClientDisconnect: disconnect,
+        Exception: unexpected,
+    }

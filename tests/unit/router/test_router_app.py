@@ -439,3 +439,27 @@ def test_rates_endpoint_reports_per_cluster_rates(
     assert rates == pytest.approx({"billing": 6, "weather": 2})
     assert doc["totalRequestsPerSecond"] * doc["coveredSeconds"] == pytest.approx(8)
     assert set(doc["clusters"]["billing"]["models"]) == {"cheap"}
+
+
+def test_abandoned_cluster_refusal_is_answered_without_a_model(
+    servers: Start, kit: SimpleNamespace, tmp_path: Path
+) -> None:
+    from quartermaster.api.routerconfig import Abandonment
+
+    up = StubOpenAI("m")
+    url = servers(up.app()).url + "/v1"
+    config = kit.build_config(
+        {"c": [kit.target("m", url)]},
+        abandonment={"c": Abandonment(abandoned=True, policy="refuse", message="Out of budget today.")},
+    )
+    router, _ = _router(servers, tmp_path / "cfg.json", config, kit)
+    with httpx.Client(base_url=router.url) as c:
+        r = c.post("/v1/chat/completions", json=_chat())
+        assert r.status_code == 200
+        assert r.json()["choices"][0]["message"]["content"] == "Out of budget today."
+        assert r.headers["x-quartermaster-model"] == "quartermaster/refusal"
+        r = c.post("/v1/completions", json={"prompt": "x", "stream": True})
+        events = [e for e in r.text.split("\n\n") if e]
+        assert events[-1] == "data: [DONE]"
+        assert json.loads(events[0].removeprefix("data: "))["choices"][0]["text"] == "Out of budget today."
+    assert up.received() == []
