@@ -1,14 +1,22 @@
-"""Coarse split of a partition into cells of bounded size with (hierarchical) spherical k-means (faiss).
+"""Coarse split of a partition into cells of bounded size: two-level spherical k-means (faiss) with a beam.
 
-A set of ``m > cell_size`` rows is split with faiss k-means into ``k = min(branching, ceil(m / cell_size))``
-cells, trained on a sample of at most ``k * max_points_per_centroid`` rows, and every row is assigned to its
-nearest centroid (inner product). Cells still larger than ``cell_size`` are split again, so the number of leaf
-cells is ``Theta(m / cell_size)`` and every leaf has at most ``cell_size`` rows: peak memory of the cover is
-``O(cell_size^2)`` and total time ``O(m * cell_size * d)``. Assignment costs ``O(m * branching * depth * d)``
-instead of ``O(m * K * d)`` for a flat k-means with ``K`` cells.
+A partition of ``m`` rows gets ``K = ceil(m / cell_size)`` cells, like the paper's single mini-batch k-means
+with ``K = Theta(n)``, but built in two levels so that no row is ever scored against all ``K`` centroids:
 
-When k-means cannot split a set (e.g. all rows identical), it is cut into contiguous chunks: cells only limit
-which rows are compared, so any split keeps the guarantee; it only costs representatives.
+1. ``k1 ~ sqrt(K)`` top centroids (faiss k-means on a sample of ``k1 * max_points_per_centroid`` rows); every
+   row is assigned to its nearest top centroid.
+2. Each top group of ``m_t`` rows gets ``ceil(m_t / cell_size)`` leaf centroids (faiss k-means on a sample).
+3. Every row then joins its nearest leaf among the leaves of its top group's ``beam`` nearest top groups
+   (itself included) — close to the global nearest leaf at ``O(m * beam * sqrt(K) * d)`` cost instead of
+   ``O(m * K * d)``. Products are BLAS matrix products per top group.
+
+Cells above ``2 * cell_size`` rows (k-means imbalance in dense regions) are split again with k-means, or cut
+into contiguous chunks when k-means cannot separate them (identical rows), so the cover's block
+never exceeds ``(2 * cell_size)^2``: peak memory ``O(cell_size^2)``, cover time ``O(m * cell_size * d)``.
+Cells only limit which rows are compared, so any split keeps the guarantee; a poor split only costs
+representatives (e.g. identical rows that k-means cannot separate are chunked).
+
+Each cell also records its ``neighbors`` nearest cells by centroid (faiss k-NN), used by the cross-cell pass.
 """
 
 from __future__ import annotations
@@ -23,11 +31,11 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Cells", "split_into_cells"]
+__all__ = ["Cells", "faiss_threads", "split_into_cells"]
 
 logger = logging.getLogger(__name__)
 
-_ASSIGN_CHUNK = 65536
+_CHUNK = 65536
 
 
 @contextmanager
@@ -47,13 +55,23 @@ def faiss_threads(n: int) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Cells:
-    """Leaf cells of one partition: row indices (ascending within each cell) and unit centroids."""
+    """Cells of one partition: row indices (ascending within each cell), unit centroids, neighbour cells."""
 
     members: list[npt.NDArray[np.int64]]
     centroids: npt.NDArray[np.float32]  # (n_cells, d), normalised mean of each cell
+    near: npt.NDArray[np.int64]  # (n_cells, <= neighbors) nearest cells by centroid, the cell itself first
+
+    @staticmethod
+    def single(rows: npt.NDArray[np.int64], d: int) -> Cells:
+        """One cell holding every row (small partitions)."""
+        return Cells(
+            members=[rows],
+            centroids=np.zeros((1, d), dtype=np.float32),
+            near=np.zeros((1, 1), dtype=np.int64),
+        )
 
 
-def _kmeans_assign(
+def _kmeans(
     X32: npt.NDArray[np.float32],
     rows: npt.NDArray[np.int64],
     k: int,
@@ -61,14 +79,13 @@ def _kmeans_assign(
     niter: int,
     max_points_per_centroid: int,
     rng: np.random.Generator,
-) -> npt.NDArray[np.int64]:
-    d = X32.shape[1]
+) -> npt.NDArray[np.float32]:
+    """Unit centroids of a spherical faiss k-means with ``k`` centroids, trained on a sample of ``rows``."""
     m = rows.size
     n_train = min(m, k * max_points_per_centroid)
     sample = rows if n_train == m else rows[np.sort(rng.choice(m, size=n_train, replace=False))]
-    train = np.ascontiguousarray(X32[sample])
     km = faiss.Kmeans(
-        d,
+        X32.shape[1],
         k,
         niter=niter,
         seed=int(rng.integers(1, 2**31 - 1)),
@@ -77,20 +94,50 @@ def _kmeans_assign(
         min_points_per_centroid=1,
         max_points_per_centroid=max_points_per_centroid,
     )
-    km.train(train)
-    index = faiss.IndexFlatIP(d)
-    index.add(np.ascontiguousarray(km.centroids, dtype=np.float32))
-    labels = np.empty(m, dtype=np.int64)
-    contiguous = m > 0 and rows[-1] - rows[0] + 1 == m  # a full range: slice instead of gather
-    for start in range(0, m, _ASSIGN_CHUNK):
-        stop = min(m, start + _ASSIGN_CHUNK)
-        if contiguous:
-            block = X32[rows[start] : rows[start] + (stop - start)]
-        else:
-            block = np.ascontiguousarray(X32[rows[start:stop]])
-        _, idx = index.search(block, 1)
-        labels[start:stop] = idx[:, 0]
-    return labels
+    km.train(np.ascontiguousarray(X32[sample]))
+    return np.ascontiguousarray(km.centroids, dtype=np.float32)
+
+
+def _nearest(
+    X32: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], centroids: npt.NDArray[np.float32]
+) -> npt.NDArray[np.int64]:
+    """Index of the nearest centroid (inner product) of every row; BLAS products in chunks."""
+    out = np.empty(rows.size, dtype=np.int64)
+    ct = np.ascontiguousarray(centroids.T)
+    contiguous = rows.size > 0 and int(rows[-1] - rows[0]) + 1 == rows.size
+    for start in range(0, rows.size, _CHUNK):
+        stop = min(rows.size, start + _CHUNK)
+        block = X32[rows[start] : rows[start] + stop - start] if contiguous else X32[rows[start:stop]]
+        out[start:stop] = np.argmax(block @ ct, axis=1)
+    return out
+
+
+def _near(centroids: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
+    """Each centroid's ``k`` nearest centroids (faiss k-NN, inner product), itself first."""
+    k = min(k, centroids.shape[0])
+    _, near = faiss.knn(centroids, centroids, k, metric=faiss.METRIC_INNER_PRODUCT)
+    near = np.asarray(near, dtype=np.int64)
+    own = np.arange(centroids.shape[0])
+    has_self = (near == own[:, None]).any(axis=1)
+    near[~has_self, -1] = own[~has_self]  # identical centroids may push a cell out of its own list
+    first = np.argmax(near == own[:, None], axis=1)
+    near[np.arange(near.shape[0]), first] = near[:, 0]
+    near[:, 0] = own
+    return near
+
+
+def _centroids(X32: npt.NDArray[np.float32], cells: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+    centroids = np.empty((len(cells), X32.shape[1]), dtype=np.float32)
+    for i, cell in enumerate(cells):
+        mean = X32[cell].mean(axis=0, dtype=np.float64)
+        norm = float(np.linalg.norm(mean))
+        centroids[i] = mean / norm if norm > 0 else X32[cell[0]]
+    return centroids
+
+
+def _group(rows: npt.NDArray[np.int64], labels: npt.NDArray[np.int64], k: int) -> list[npt.NDArray[np.int64]]:
+    order = np.lexsort((rows, labels))
+    return np.split(rows[order], np.cumsum(np.bincount(labels, minlength=k))[:-1])
 
 
 def split_into_cells(
@@ -98,51 +145,63 @@ def split_into_cells(
     rows: npt.NDArray[np.int64],
     *,
     cell_size: int,
-    branching: int,
     niter: int,
     max_points_per_centroid: int,
     seed: int,
+    beam: int = 3,
+    neighbors: int = 64,
 ) -> Cells:
-    """Split ``rows`` (ascending input row indices) into leaf cells of at most ``cell_size`` rows."""
+    """Split ``rows`` (ascending input row indices) into cells of at most ``2 * cell_size`` rows."""
     rng = np.random.default_rng(seed)
-    leaves: list[npt.NDArray[np.int64]] = []
-    stack = [rows]
+    m = rows.size
+    K = math.ceil(m / cell_size)
+    if K <= 1:
+        return Cells.single(rows, X32.shape[1])
     with faiss_threads(1):
-        _split(X32, stack, leaves, cell_size, branching, niter, max_points_per_centroid, rng)
-    centroids = np.empty((len(leaves), X32.shape[1]), dtype=np.float32)
-    for i, leaf in enumerate(leaves):
-        mean = X32[leaf].astype(np.float64).mean(axis=0)
-        norm = float(np.linalg.norm(mean))
-        centroids[i] = mean / norm if norm > 0 else X32[leaf[0]]
-    return Cells(members=leaves, centroids=centroids)
+        k1 = max(1, min(m, round(math.sqrt(K))))
 
+        def kmeans(subset: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float32]:
+            return _kmeans(
+                X32, subset, k, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=rng
+            )
 
-def _split(
-    X32: npt.NDArray[np.float32],
-    stack: list[npt.NDArray[np.int64]],
-    leaves: list[npt.NDArray[np.int64]],
-    cell_size: int,
-    branching: int,
-    niter: int,
-    max_points_per_centroid: int,
-    rng: np.random.Generator,
-) -> None:
-    while stack:
-        node = stack.pop()
-        m = node.size
-        if m <= cell_size:
-            leaves.append(node)
-            continue
-        k = max(2, min(branching, math.ceil(m / cell_size)))
-        labels = _kmeans_assign(
-            X32, node, k, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=rng
-        )
-        order = np.argsort(labels, kind="stable")
-        counts = np.bincount(labels, minlength=k)
-        if counts.max() == m:
-            logger.debug("k-means could not split %d rows; cutting into contiguous chunks", m)
-            leaves.extend(np.array_split(node, math.ceil(m / cell_size)))
-            continue
-        children = np.split(node[order], np.cumsum(counts)[:-1])
-        # Push in reverse so cells come out in centroid order (deterministic for a seed).
-        stack.extend(child for child in reversed(children) if child.size)
+        top = kmeans(rows, k1) if k1 > 1 else _centroids(X32, [rows])
+        groups = _group(rows, _nearest(X32, rows, top), k1)
+        leaf_centroids: list[npt.NDArray[np.float32]] = []
+        first_leaf = np.zeros(k1 + 1, dtype=np.int64)
+        for t, group in enumerate(groups):
+            k2 = min(group.size, math.ceil(group.size / cell_size))
+            if k2 > 1:
+                leaf_centroids.append(kmeans(group, k2))
+            elif group.size:
+                leaf_centroids.append(_centroids(X32, [group]))
+            first_leaf[t + 1] = first_leaf[t] + (leaf_centroids[-1].shape[0] if group.size else 0)
+        leaves = np.concatenate(leaf_centroids)
+        top_near = _near(top, beam)
+        labels = np.empty(m, dtype=np.int64)
+        positions = np.searchsorted(rows, np.concatenate(groups)) if m else np.zeros(0, dtype=np.int64)
+        offset = 0
+        for t, group in enumerate(groups):
+            candidates = np.concatenate([np.arange(first_leaf[u], first_leaf[u + 1]) for u in top_near[t]])
+            if group.size:
+                pos = positions[offset : offset + group.size]
+                labels[pos] = candidates[_nearest(X32, group, leaves[candidates])]
+            offset += group.size
+        cells: list[npt.NDArray[np.int64]] = []
+        pending = [cell for cell in _group(rows, labels, leaves.shape[0]) if cell.size]
+        while pending:
+            cell = pending.pop()
+            if cell.size <= 2 * cell_size:
+                cells.append(cell)
+                continue
+            # k-means imbalance (dense regions): split again; cut into chunks if k-means cannot separate
+            k = math.ceil(cell.size / cell_size)
+            parts = [p for p in _group(cell, _nearest(X32, cell, kmeans(cell, k)), k) if p.size]
+            if len(parts) > 1:
+                pending.extend(parts)
+            else:
+                logger.debug("cell of %d rows cut into chunks of <= %d", cell.size, 2 * cell_size)
+                cells.extend(np.array_split(cell, math.ceil(cell.size / (2 * cell_size))))
+        centroids = _centroids(X32, cells)
+        near = _near(centroids, neighbors)
+    return Cells(members=cells, centroids=centroids, near=near)

@@ -4,16 +4,16 @@ The per-cell covers never look across a cell boundary, so a cluster near a bound
 rows that would cover it sit in the neighbouring cell. This pass is a *reverse delete* over the
 representatives of one partition (attribute-pure, so attributes are always identical):
 
-1. Candidates. A faiss IVF index holds the partition's representatives; its coarse quantiser is the
-   partition's own cell centroids (``nprobe`` nearest cells are searched). Every row of a *small* cluster
-   (``size <= max_size``) looks up its ``neighbors`` most similar representatives; every row of a larger
-   cluster gets the ``neighbors`` representatives nearest to *its representative*. Every candidate pair is
-   checked with the exact ball test :func:`~quartermaster.clustering.similarity.decide_pairs`
-   (``cos >= alpha``); failing candidates are discarded.
-2. Reverse delete. Representatives are visited from the smallest cluster up. A representative ``r`` is dropped
-   only if *every* current member of ``r`` (``r`` itself and rows moved into ``r`` earlier included) has
-   another live candidate; each member then moves to one, preferring representatives already known to stay,
-   then the most similar. Otherwise ``r`` stays for good.
+1. Candidates. Every row of a cluster of at most ``max_size`` rows (the only clusters this pass may remove)
+   looks up its ``neighbors`` most similar representatives among those living in the ``nprobe`` cells
+   nearest to its own cell (exact faiss k-NN; cells were refined so that rows sit in the cell of their
+   nearest centroid, see :mod:`.cells`). Every candidate pair is checked with the exact ball test
+   :func:`~quartermaster.clustering.similarity.decide_pairs` (``cos >= alpha``); failing candidates are
+   discarded.
+2. Reverse delete. Representatives of those clusters are visited from the smallest cluster up. A
+   representative ``r`` is dropped only if *every* current member of ``r`` (``r`` itself and rows moved into
+   ``r`` earlier included) has another live candidate; each member then moves to one, preferring
+   representatives already known to stay, then the most similar. Otherwise ``r`` stays for good.
 3. Optionally (``reassign``) every row joins its most similar live candidate when that beats its current
    representative.
 
@@ -33,13 +33,13 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from quartermaster.clustering.cells import Cells
 from quartermaster.clustering.similarity import Vectors, decide_pairs
 
 __all__ = ["CrossCellParams", "cross_cell_pass"]
 
 logger = logging.getLogger(__name__)
 
-_SEARCH_CHUNK = 65536
 _PYTHON_PATH_MAX = 32  # clusters up to this size are checked with plain Python (less overhead than numpy)
 
 
@@ -47,20 +47,67 @@ _PYTHON_PATH_MAX = 32  # clusters up to this size are checked with plain Python 
 class CrossCellParams:
     """Knobs of the cross-cell pass (see module docstring)."""
 
-    max_size: int = 16
+    max_size: int = 64
     neighbors: int = 8
     nprobe: int = 8
 
 
-def _search(
-    index: faiss.Index, X32: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], k: int
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    dist = np.empty((rows.size, k), dtype=np.float32)
-    ids = np.empty((rows.size, k), dtype=np.int64)
-    for start in range(0, rows.size, _SEARCH_CHUNK):
-        q = np.ascontiguousarray(X32[rows[start : start + _SEARCH_CHUNK]])
-        dist[start : start + q.shape[0]], ids[start : start + q.shape[0]] = index.search(q, k)
-    return dist, ids
+def _home_cells(
+    X32: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    pos: npt.NDArray[np.int64],
+    cell_of: npt.NDArray[np.int64],
+    cells: Cells,
+) -> npt.NDArray[np.int64]:
+    """The nearest centroid of each row among its cell's neighbour cells (BLAS product per cell)."""
+    home = np.empty(pos.size, dtype=np.int64)
+    order = np.argsort(cell_of[pos], kind="stable")
+    bounds = np.searchsorted(cell_of[pos][order], np.arange(len(cells.members) + 1))
+    for c in np.flatnonzero(np.diff(bounds)).tolist():
+        sel = order[bounds[c] : bounds[c + 1]]
+        near = cells.near[c]
+        home[sel] = near[np.argmax(X32[rows[pos[sel]]] @ cells.centroids[near].T, axis=1)]
+    return home
+
+
+def _search_cells(
+    X32: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    reps: npt.NDArray[np.int64],
+    q_pos: npt.NDArray[np.int64],
+    home: npt.NDArray[np.int64],
+    cells: Cells,
+    k: int,
+    params: CrossCellParams,
+    out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
+) -> None:
+    """Fill ``out[...][q_pos]`` with each query row's ``k`` most similar representatives (unverified).
+
+    Rows and representatives are filed under their home cell (nearest centroid). Query rows of home ``c``
+    are searched exactly (faiss k-NN) against the representatives filed under the ``nprobe`` cells nearest
+    to ``c``.
+    """
+    cand, sims = out
+    rep_home = home[np.searchsorted(rows, reps)]
+    rep_order = np.argsort(rep_home, kind="stable")
+    rep_bounds = np.searchsorted(rep_home[rep_order], np.arange(len(cells.members) + 1))
+    q_order = q_pos[np.argsort(home[q_pos], kind="stable")]
+    q_bounds = np.searchsorted(home[q_order], np.arange(len(cells.members) + 1))
+    for c in np.flatnonzero(np.diff(q_bounds)).tolist():
+        pos = q_order[q_bounds[c] : q_bounds[c + 1]]
+        near = cells.near[c, : params.nprobe]
+        pool = np.concatenate([rep_order[rep_bounds[j] : rep_bounds[j + 1]] for j in near])
+        kk = min(k, pool.size)
+        if kk == 0:
+            continue
+        dist, idx = faiss.knn(
+            np.ascontiguousarray(X32[rows[pos]]),
+            np.ascontiguousarray(X32[reps[pool]]),
+            kk,
+            metric=faiss.METRIC_INNER_PRODUCT,
+        )
+        cand[pos, :kk] = pool[idx]
+        sims[pos, :kk] = dist
 
 
 def _candidates(
@@ -68,52 +115,51 @@ def _candidates(
     rows: npt.NDArray[np.int64],
     rep_pos: npt.NDArray[np.int64],
     reps: npt.NDArray[np.int64],
-    small: npt.NDArray[np.bool_],
-    centroids: npt.NDArray[np.float32],
+    droppable: npt.NDArray[np.bool_],
+    cells: Cells,
     alpha: float,
     margin: float,
     params: CrossCellParams,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Verified candidate representative positions per row (``-1`` = none) and their float32 similarity."""
-    X32 = vectors.unit32
-    d = X32.shape[1]
-    quantizer = faiss.IndexFlatIP(d)
-    quantizer.add(np.ascontiguousarray(centroids))
-    index = faiss.IndexIVFFlat(quantizer, d, centroids.shape[0], faiss.METRIC_INNER_PRODUCT)
-    index.add(np.ascontiguousarray(X32[reps]))
-    index.nprobe = min(centroids.shape[0], params.nprobe)
+    """Verified candidate representative positions per row (``-1`` = none) and their float32 similarity.
+
+    Phase 1 searches for the representatives of droppable clusters; phase 2 for the other members of those
+    droppable clusters whose representative found an alternative (the others cannot be dropped anyway).
+    """
+    cell_of = np.empty(rows.size, dtype=np.int64)
+    for c, members in enumerate(cells.members):
+        cell_of[np.searchsorted(rows, members)] = c
     k = min(params.neighbors, reps.size)
     cand = np.full((rows.size, k), -1, dtype=np.int64)
     sims = np.full((rows.size, k), -np.inf, dtype=np.float32)
+    rep_rows_pos = np.searchsorted(rows, reps)
 
-    query = np.flatnonzero(small[rep_pos])  # rows of small clusters: their own nearest representatives
-    if query.size:
-        dist, ids = _search(index, X32, rows[query], k)
-        cand[query], sims[query] = ids, dist
+    def verify(pos: npt.NDArray[np.int64]) -> None:
+        sub_c, sub_s = cand[pos], sims[pos]
+        certain = sub_s >= alpha + margin
+        qi, kj = np.nonzero(~certain & (sub_s >= alpha - margin) & (sub_c >= 0))
+        if qi.size:
+            certain[qi, kj] = decide_pairs(
+                sub_s[qi, kj], alpha, margin, vectors, rows[pos[qi]], reps[sub_c[qi, kj]]
+            )
+        sub_c[~certain] = -1
+        sub_s[~certain] = -np.inf
+        cand[pos], sims[pos] = sub_c, sub_s
 
-    big = np.flatnonzero(~small)  # larger clusters: representatives near their representative
-    if big.size:
-        _, nbr = _search(index, X32, reps[big], k)
-        order = np.argsort(rep_pos, kind="stable")
-        bounds = np.searchsorted(rep_pos[order], np.arange(reps.size + 1))
-        for b, targets in zip(big.tolist(), nbr, strict=True):
-            members = order[bounds[b] : bounds[b + 1]]
-            t = targets[targets >= 0]
-            block = X32[rows[members]] @ X32[reps[t]].T
-            cand[members, : t.size] = t
-            sims[members, : t.size] = block
-
-    certain = sims >= alpha + margin
-    qi, kj = np.nonzero(~certain & (sims >= alpha - margin) & (cand >= 0))
-    if qi.size:
-        certain[qi, kj] = decide_pairs(sims[qi, kj], alpha, margin, vectors, rows[qi], reps[cand[qi, kj]])
-    cand[~certain] = -1
-    sims[~certain] = -np.inf
-    if big.size:  # faiss results are sorted already; sort the rows that got their representative's neighbours
-        sel = np.flatnonzero(~small[rep_pos])
-        by_sim = np.argsort(-sims[sel], axis=1, kind="stable")
-        cand[sel] = np.take_along_axis(cand[sel], by_sim, axis=1)
-        sims[sel] = np.take_along_axis(sims[sel], by_sim, axis=1)
+    phase1 = rep_rows_pos[droppable]
+    home = np.full(rows.size, -1, dtype=np.int64)
+    filed = np.union1d(rep_rows_pos, phase1)
+    home[filed] = _home_cells(vectors.unit32, rows, filed, cell_of, cells)
+    _search_cells(vectors.unit32, rows, reps, phase1, home, cells, k, params, (cand, sims))
+    verify(phase1)
+    has_other = ((cand[phase1] >= 0) & (cand[phase1] != np.flatnonzero(droppable)[:, None])).any(axis=1)
+    hopeful = np.zeros(reps.size, dtype=np.bool_)
+    hopeful[np.flatnonzero(droppable)[has_other]] = True
+    phase2 = np.flatnonzero(hopeful[rep_pos])
+    phase2 = phase2[rows[phase2] != reps[rep_pos[phase2]]]
+    home[phase2] = _home_cells(vectors.unit32, rows, phase2, cell_of, cells)
+    _search_cells(vectors.unit32, rows, reps, phase2, home, cells, k, params, (cand, sims))
+    verify(phase2)
     return cand, sims
 
 
@@ -122,7 +168,7 @@ def cross_cell_pass(
     rows: npt.NDArray[np.int64],
     assignment: npt.NDArray[np.int64],
     similarity32: npt.NDArray[np.float32],
-    centroids: npt.NDArray[np.float32],
+    cells: Cells,
     alpha: float,
     margin: float,
     params: CrossCellParams,
@@ -138,9 +184,9 @@ def cross_cell_pass(
         return assignment, similarity32
     rep_pos = np.searchsorted(reps, assignment)
     sizes = np.bincount(rep_pos, minlength=reps.size)
-    small = sizes <= params.max_size
     t0 = time.perf_counter()
-    cand, sims = _candidates(vectors, rows, rep_pos, reps, small, centroids, alpha, margin, params)
+    droppable = sizes <= params.max_size
+    cand, sims = _candidates(vectors, rows, rep_pos, reps, droppable, cells, alpha, margin, params)
     t1 = time.perf_counter()
 
     alive = np.ones(reps.size, dtype=np.bool_)
@@ -152,7 +198,7 @@ def cross_cell_pass(
     moved_in: dict[int, list[int]] = {}  # rows moved into a representative that may still be dropped
     pos = rep_pos.copy()
     dropped = 0
-    for r in np.lexsort((reps, sizes)).tolist():
+    for r in np.lexsort((reps, sizes))[: int(droppable.sum())].tolist():
         mem = order_rows[bounds[r] : bounds[r + 1]]
         extra = moved_in.pop(r, None)
         if extra:

@@ -8,8 +8,7 @@ Pipeline (per partition of rows with identical attributes, each processed indepe
 from ``random_state`` and the partition's attribute values, so sharding by partition reproduces the
 unsharded result exactly):
 
-1. :func:`~.cells.split_into_cells` — hierarchical spherical k-means (faiss) into cells of <= ``cell_size``
-   rows;
+1. :func:`~.cells.split_into_cells` — two-level spherical k-means (faiss) into ``~n / cell_size`` cells;
 2. :func:`~.cover.cover_cell` — greedy Johnson-Chvatal set cover over alpha-balls in each cell;
 3. :func:`~.crosscell.cross_cell_pass` — reverse delete of representatives made redundant by cell boundaries
    (an improvement over the paper; never breaks the guarantee, never adds representatives);
@@ -29,8 +28,9 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from quartermaster.clustering.cells import Cells, split_into_cells
+from quartermaster.clustering.cells import Cells, faiss_threads, split_into_cells
 from quartermaster.clustering.cover import cover_cell
 from quartermaster.clustering.crosscell import CrossCellParams, cross_cell_pass
 from quartermaster.clustering.errors import ClusteringInputError
@@ -65,8 +65,8 @@ class GuardrailedClustering:
         ``None`` uses every column passed to ``fit``.
     cell_size:
         Maximum rows per cell of the coarse split (memory ``O(cell_size^2)``, time ``O(n cell_size d)``).
-    branching:
-        Maximum k of each k-means split of the hierarchical coarse split.
+    beam:
+        Top-level groups searched when assigning a row to its cell (:mod:`.cells`).
     kmeans_iter, kmeans_points_per_centroid:
         faiss k-means iterations and training sample size per centroid.
     reassign:
@@ -98,12 +98,12 @@ class GuardrailedClustering:
         *,
         attributes: Sequence[str] | None = None,
         cell_size: int = 1024,
-        branching: int = 32,
+        beam: int = 3,
         kmeans_iter: int = 10,
         kmeans_points_per_centroid: int = 64,
         reassign: bool = True,
         cross_cell: bool = True,
-        cross_cell_max_size: int = 16,
+        cross_cell_max_size: int = 64,
         cross_cell_neighbors: int = 8,
         cross_cell_nprobe: int = 8,
         trim_coverage: float | None = None,
@@ -113,7 +113,7 @@ class GuardrailedClustering:
         self.alpha = alpha
         self.attributes = attributes
         self.cell_size = cell_size
-        self.branching = branching
+        self.beam = beam
         self.kmeans_iter = kmeans_iter
         self.kmeans_points_per_centroid = kmeans_points_per_centroid
         self.reassign = reassign
@@ -144,7 +144,7 @@ class GuardrailedClustering:
     @staticmethod
     def _param_names() -> tuple[str, ...]:
         return (
-            "alpha", "attributes", "cell_size", "branching", "kmeans_iter", "kmeans_points_per_centroid",
+            "alpha", "attributes", "cell_size", "beam", "kmeans_iter", "kmeans_points_per_centroid",
             "reassign", "cross_cell", "cross_cell_max_size", "cross_cell_neighbors", "cross_cell_nprobe",
             "trim_coverage", "min_cluster_size", "random_state",
         )  # fmt: skip
@@ -152,7 +152,7 @@ class GuardrailedClustering:
     def _validated(self) -> tuple[float, CrossCellParams]:
         alpha = check_alpha(self.alpha)
         _check_int("cell_size", self.cell_size, 2)
-        _check_int("branching", self.branching, 2)
+        _check_int("beam", self.beam, 1)
         _check_int("kmeans_iter", self.kmeans_iter, 1)
         _check_int("kmeans_points_per_centroid", self.kmeans_points_per_centroid, 1)
         _check_int("random_state", self.random_state, 0)
@@ -201,39 +201,42 @@ class GuardrailedClustering:
         before_cross = 0
         t_cells = t_cover = t_cross = 0.0
         done = 0
-        for rows, key in zip(parts.members, parts.keys, strict=True):
-            ts = time.perf_counter()
-            if rows.size <= self.cell_size:
-                cells = Cells(members=[rows], centroids=np.zeros((1, d), dtype=np.float32))
-            else:
-                cells = split_into_cells(
-                    X32,
-                    rows,
-                    cell_size=self.cell_size,
-                    branching=self.branching,
-                    niter=self.kmeans_iter,
-                    max_points_per_centroid=self.kmeans_points_per_centroid,
-                    seed=self._partition_seed(key),
-                )
-            tc = time.perf_counter()
-            for cell in cells.members:
-                cov = cover_cell(vectors, cell, alpha, margin, reassign=self.reassign)
-                assignment[cell] = cov.assignment
-                sim32[cell] = cov.similarity32
-                before_cross += cov.representatives.size
-                done += cell.size
-                if progress is not None:
-                    progress("cover", done, n)
-            tx = time.perf_counter()
-            if self.cross_cell and len(cells.members) > 1:
-                assignment[rows], sim32[rows] = cross_cell_pass(
-                    vectors, rows, assignment[rows], sim32[rows], cells.centroids, alpha, margin,
-                    cc_params, reassign=self.reassign,
-                )  # fmt: skip
-            n_cells += len(cells.members)
-            t_cells += tc - ts
-            t_cover += tx - tc
-            t_cross += time.perf_counter() - tx
+        # Cells are small: one BLAS/faiss thread each avoids synchronisation overhead that dominated on a busy
+        # 2-core machine (several times slower than single-threaded; see benchmarks/clustering/RESULTS.md).
+        with threadpool_limits(1, user_api="blas"), faiss_threads(1):
+            for rows, key in zip(parts.members, parts.keys, strict=True):
+                ts = time.perf_counter()
+                if rows.size <= self.cell_size:
+                    cells = Cells.single(rows, d)
+                else:
+                    cells = split_into_cells(
+                        X32,
+                        rows,
+                        cell_size=self.cell_size,
+                        beam=self.beam,
+                        niter=self.kmeans_iter,
+                        max_points_per_centroid=self.kmeans_points_per_centroid,
+                        seed=self._partition_seed(key),
+                    )
+                tc = time.perf_counter()
+                for cell in cells.members:
+                    cov = cover_cell(vectors, cell, alpha, margin, reassign=self.reassign)
+                    assignment[cell] = cov.assignment
+                    sim32[cell] = cov.similarity32
+                    before_cross += cov.representatives.size
+                    done += cell.size
+                    if progress is not None:
+                        progress("cover", done, n)
+                tx = time.perf_counter()
+                if self.cross_cell and len(cells.members) > 1:
+                    assignment[rows], sim32[rows] = cross_cell_pass(
+                        vectors, rows, assignment[rows], sim32[rows], cells, alpha, margin,
+                        cc_params, reassign=self.reassign,
+                    )  # fmt: skip
+                n_cells += len(cells.members)
+                t_cells += tc - ts
+                t_cover += tx - tc
+                t_cross += time.perf_counter() - tx
 
         ts = time.perf_counter()
         reps = np.unique(assignment)
