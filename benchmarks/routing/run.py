@@ -229,6 +229,70 @@ def samples_section(rows: list[clear_bench.SampleRow], out: Path) -> list[str]:
     return [*lines, "", "![samples](samples_gsm8k.png)", ""]
 
 
+def summary(
+    outcomes: list[stage_bench.Outcome],
+    g: stage_bench.CascadeOutcome,
+    clear_rows: list[clear_bench.ClearRow],
+    sample_rows: list[clear_bench.SampleRow],
+) -> list[str]:
+    """Goals met or missed, computed from this run's numbers."""
+    lines = ["## Summary (computed from this run)", ""]
+    for o in outcomes:
+        honest = [r for r in o.rows if not r.method.startswith(("always", "oracle", "random"))]
+        ok = [r for r in honest if r.accuracy >= 0.98 * o.strong_acc and r.cost <= 0.6 * o.strong_cost]
+        best = max(honest, key=lambda r: (r.accuracy / o.strong_acc) - max(r.cost / o.strong_cost - 0.6, 0))
+        if ok:
+            r = min(ok, key=lambda r: r.cost)
+            lines.append(
+                f"- {o.name}: goal MET by '{r.method}': {pct(r.accuracy / o.strong_acc)} of "
+                f"{o.strongest}'s accuracy at {pct(r.cost / o.strong_cost)} of its cost."
+            )
+        else:
+            lines.append(
+                f"- {o.name}: goal MISSED. Closest: '{best.method}' {pct(best.accuracy / o.strong_acc)} "
+                f"accuracy at {pct(best.cost / o.strong_cost)} cost."
+            )
+    best_g = min(g.rows, key=lambda r: r[3])
+    met_g = best_g[1] >= 0.98 * g.strong_acc and best_g[3] <= 0.6 * g.strong_cost
+    lines.append(
+        f"- GSM8K answer-aware cascade: cheapest estimator '{best_g[0]}' reaches {pct(best_g[1] / g.strong_acc)} "
+        f"of GPT-4's accuracy at {pct(best_g[3] / g.strong_cost)} of its cost, escalating {pct(best_g[4])}: goal "
+        + ("MET." if met_g else "MISSED (surface features separate right from wrong math answers poorly).")
+    )
+    scarce = [r for r in clear_rows if r.tokens <= 300]
+    for stream in clear_bench.STREAMS:
+        by = {(r.tokens, r.method): r.accuracy for r in scarce if r.stream == stream}
+        ratios = [
+            by[(t, "CLEAR (per query, estimated)")] / max(by[(t, "Uniform")], 1e-4)
+            for t in sorted({t for t, _ in by})
+        ]
+        lines.append(
+            f"- CLEAR {stream}, <= 300 tokens/query: CLEAR/Uniform "
+            + ", ".join(f"{x:.1f}x" for x in ratios)
+            + (" (goal >= 3x met)" if min(ratios) >= 3 else " (goal >= 3x not met at every scarce budget)")
+        )
+    for model in dict.fromkeys(r.model for r in sample_rows):
+        mr = [r for r in sample_rows if r.model == model]
+        gains = [
+            next(x.accuracy for x in mr if x.samples == r.samples and x.method.startswith("Per problem"))
+            / r.accuracy
+            for r in mr
+            if r.method == "Uniform"
+        ]
+        clus = [
+            next(x.accuracy for x in mr if x.samples == r.samples and x.method.startswith("Per cluster"))
+            / r.accuracy
+            for r in mr
+            if r.method == "Uniform"
+        ]
+        lines.append(
+            f"- Samples, {model}: per-problem allocation {min(gains):.2f}-{max(gains):.2f}x uniform "
+            f"(oracle pass rates); per text cluster {min(clus):.2f}-{max(clus):.2f}x (TF-IDF clusters "
+            "do not predict GSM8K difficulty)."
+        )
+    return [*lines, ""]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes; write into a temp dir")
@@ -257,6 +321,7 @@ def main() -> None:
         "",
     ]
     timings: list[str] = []
+    outcomes: list[stage_bench.Outcome] = []
     for name, loader, k, plot in (
         ("RouteLLM MMLU, subject clusters", data.mmlu, None, "pareto_mmlu_subjects.png"),
         ("RouteLLM MMLU, k-means clusters", data.mmlu, 40, "pareto_mmlu_kmeans.png"),
@@ -267,6 +332,7 @@ def main() -> None:
         t0 = time.time()
         o = stage_bench.run_dataset(loader(), name, seed=args.seed, k=k, budgets=budgets, quick=args.quick)
         lines += stage_section(o, out, plot)
+        outcomes.append(o)
         timings.append(f"{name}: {time.time() - t0:.0f} s")
         print(f"done {name} in {time.time() - t0:.0f} s", flush=True)
     t0 = time.time()
@@ -277,17 +343,20 @@ def main() -> None:
     t0 = time.time()
     n = 400 if args.quick else 2000
     tok = [100, 300, 1000] if args.quick else [100, 200, 300, 500, 750, 1000, 1500]
-    lines += clear_section(clear_bench.run_streams(n, tok, args.seed), n, out)
+    clear_rows = clear_bench.run_streams(n, tok, args.seed)
+    lines += clear_section(clear_rows, n, out)
     timings.append(f"CLEAR streams: {time.time() - t0:.0f} s")
     t0 = time.time()
     pr = data.pass_rates()
     models = ["meta-math/MetaMath-Mistral-7B", "mistralai/Mistral-7B-v0.1"]
-    lines += samples_section(
-        clear_bench.run_samples(pr, [1, 2, 3] if args.quick else [1, 1.5, 2, 3, 5], models, 20, args.seed),
-        out,
+    sample_rows = clear_bench.run_samples(
+        pr, [1, 2, 3] if args.quick else [1, 1.5, 2, 3, 5], models, 20, args.seed
     )
+    lines += samples_section(sample_rows, out)
     timings.append(f"sample allocation: {time.time() - t0:.0f} s")
     lines += ["## Run time", "", *[f"- {t}" for t in timings], f"- total: {time.time() - started:.0f} s", ""]
+    head = lines.index("## Stage 1 and Stage 1 + cascade")
+    lines[head:head] = summary(outcomes, g, clear_rows, sample_rows)
     (out / "RESULTS.md").write_text("\n".join(lines))
     print("\n".join(lines))
     print(f"wrote {out / 'RESULTS.md'}")
