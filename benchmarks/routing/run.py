@@ -255,8 +255,9 @@ def summary(
     best_g = min(g.rows, key=lambda r: r[3])
     met_g = best_g[1] >= 0.98 * g.strong_acc and best_g[3] <= 0.6 * g.strong_cost
     lines.append(
-        f"- GSM8K answer-aware cascade: cheapest estimator '{best_g[0]}' reaches {pct(best_g[1] / g.strong_acc)} "
-        f"of GPT-4's accuracy at {pct(best_g[3] / g.strong_cost)} of its cost, escalating {pct(best_g[4])}: goal "
+        f"- GSM8K answer-aware cascade: cheapest estimator '{best_g[0]}' reaches "
+        f"{pct(best_g[1] / g.strong_acc)} of GPT-4's accuracy at {pct(best_g[3] / g.strong_cost)} of its "
+        f"cost, escalating {pct(best_g[4])}: goal "
         + ("MET." if met_g else "MISSED (surface features separate right from wrong math answers poorly).")
     )
     scarce = [r for r in clear_rows if r.tokens <= 300]
