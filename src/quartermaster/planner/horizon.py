@@ -7,7 +7,8 @@ observed, times ``headroom``; ``oracle``: the true rates) and may re-plan:
    switching cost of ``switching_cost`` USD per replica started or stopped, amortised over
    ``payback_hours`` (a change must pay for itself within that time), and a fresh plan (no previous; it
    stops incremental plans from drifting). The one with the lower ``$/h + switching / payback_hours`` wins.
-2. If the current plan no longer meets every constraint at the forecast (capacity, SLOs), the candidate is
+2. If the current plan no longer meets every constraint at the forecast (SLOs, or capacity with the load above
+   ``trigger_utilization`` of its replicas: scale-up hysteresis), the candidate is
    adopted at once (changes needed for the SLOs are never held back).
 3. Otherwise it is adopted only if it is at least ``min_saving_fraction`` cheaper per hour than the current
    plan *and* its replica changes fit the ``max_changes_per_hour`` budget over the last hour (hysteresis).
@@ -21,6 +22,7 @@ each class in that period (perfect knowledge of the peak) and never changes in b
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -48,6 +50,7 @@ class HorizonSettings:
     switching_cost: float = 0.5
     payback_hours: float = 4.0
     min_saving_fraction: float = 0.05
+    trigger_utilization: float = 0.9
     max_changes_per_hour: float = 4.0
     solver: str = "agh"
     time_limit: float = 10.0
@@ -199,7 +202,12 @@ def replay(
         if current is None:
             current, replanned, adopted_changes = candidate, True, changes(None, candidate)
         else:
-            broken = [v for v in verify(forecast_inst, current) if v.constraint != "cost"]
+            # Scale-up hysteresis: the current plan stands while the forecast load stays within
+            # ``trigger_utilization`` of its replicas (new plans are still made at the planning cap).
+            check_inst = dataclasses.replace(
+                forecast_inst, utilization=max(settings.trigger_utilization, instance.utilization)
+            )
+            broken = [v for v in verify(check_inst, current) if v.constraint != "cost"]
             n_changes = changes(current, candidate)
             saving = current.gpu_cost_per_hour - candidate.gpu_cost_per_hour
             budget_left = settings.max_changes_per_hour - sum(c for _, c in recent)
