@@ -149,7 +149,7 @@ def split_into_cells(
     max_points_per_centroid: int,
     seed: int,
     beam: int = 3,
-    neighbors: int = 64,
+    neighbors: int = 256,
 ) -> Cells:
     """Split ``rows`` (ascending input row indices) into cells of at most ``2 * cell_size`` rows."""
     rng = np.random.default_rng(seed)

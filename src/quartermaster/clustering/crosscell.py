@@ -5,11 +5,12 @@ rows that would cover it sit in the neighbouring cell. This pass is a *reverse d
 representatives of one partition (attribute-pure, so attributes are always identical):
 
 1. Candidates. Every row of a cluster of at most ``max_size`` rows (the only clusters this pass may remove)
-   looks up its ``neighbors`` most similar representatives among those living in the ``nprobe`` cells
-   nearest to its own cell (exact faiss k-NN; cells were refined so that rows sit in the cell of their
-   nearest centroid, see :mod:`.cells`). Every candidate pair is checked with the exact ball test
-   :func:`~quartermaster.clustering.similarity.decide_pairs` (``cos >= alpha``); failing candidates are
-   discarded.
+   probes its ``nprobe`` nearest cells (by centroid, among its cell's neighbours) of an inverted file that
+   files each representative under its nearest cell, and keeps its ``neighbors`` most similar
+   representatives (exact faiss k-NN per probed cell). Representatives are searched first; the other members
+   only for clusters whose representative found an alternative. Every candidate pair is checked with the
+   exact ball test :func:`~quartermaster.clustering.similarity.decide_pairs` (``cos >= alpha``); failing
+   candidates are discarded.
 2. Reverse delete. Representatives of those clusters are visited from the smallest cluster up. A
    representative ``r`` is dropped only if *every* current member of ``r`` (``r`` itself and rows moved into
    ``r`` earlier included) has another live candidate; each member then moves to one, preferring
@@ -52,62 +53,67 @@ class CrossCellParams:
     nprobe: int = 8
 
 
-def _home_cells(
+def _nearest_cells(
     X32: npt.NDArray[np.float32],
     rows: npt.NDArray[np.int64],
     pos: npt.NDArray[np.int64],
     cell_of: npt.NDArray[np.int64],
     cells: Cells,
+    p: int,
 ) -> npt.NDArray[np.int64]:
-    """The nearest centroid of each row among its cell's neighbour cells (BLAS product per cell)."""
-    home = np.empty(pos.size, dtype=np.int64)
+    """The ``p`` nearest centroids of each row among its cell's neighbour cells (BLAS product per cell)."""
+    p = min(p, cells.near.shape[1])
+    out = np.empty((pos.size, p), dtype=np.int64)
     order = np.argsort(cell_of[pos], kind="stable")
     bounds = np.searchsorted(cell_of[pos][order], np.arange(len(cells.members) + 1))
     for c in np.flatnonzero(np.diff(bounds)).tolist():
         sel = order[bounds[c] : bounds[c + 1]]
         near = cells.near[c]
-        home[sel] = near[np.argmax(X32[rows[pos[sel]]] @ cells.centroids[near].T, axis=1)]
-    return home
+        scores = X32[rows[pos[sel]]] @ cells.centroids[near].T
+        top = np.argpartition(-scores, p - 1, axis=1)[:, :p] if p < near.size else np.argsort(-scores, axis=1)
+        out[sel] = near[top]
+    return out
 
 
-def _search_cells(
+def _search_probed(
     X32: npt.NDArray[np.float32],
     rows: npt.NDArray[np.int64],
     reps: npt.NDArray[np.int64],
+    rep_home: npt.NDArray[np.int64],
     q_pos: npt.NDArray[np.int64],
-    home: npt.NDArray[np.int64],
-    cells: Cells,
+    probes: npt.NDArray[np.int64],
     k: int,
-    params: CrossCellParams,
-    out: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]],
-) -> None:
-    """Fill ``out[...][q_pos]`` with each query row's ``k`` most similar representatives (unverified).
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Each query row's ``k`` most similar representatives among those filed under its probed cells.
 
-    Rows and representatives are filed under their home cell (nearest centroid). Query rows of home ``c``
-    are searched exactly (faiss k-NN) against the representatives filed under the ``nprobe`` cells nearest
-    to ``c``.
+    An inverted-file search done per probed cell: all queries probing cell ``j`` are scored at once against
+    the representatives filed under ``j`` (exact faiss k-NN), then each row keeps its best ``k`` overall.
     """
-    cand, sims = out
-    rep_home = home[np.searchsorted(rows, reps)]
+    n_q, p = probes.shape
+    slot_cand = np.full((n_q, p * k), -1, dtype=np.int64)
+    slot_sims = np.full((n_q, p * k), -np.inf, dtype=np.float32)
     rep_order = np.argsort(rep_home, kind="stable")
-    rep_bounds = np.searchsorted(rep_home[rep_order], np.arange(len(cells.members) + 1))
-    q_order = q_pos[np.argsort(home[q_pos], kind="stable")]
-    q_bounds = np.searchsorted(home[q_order], np.arange(len(cells.members) + 1))
-    for c in np.flatnonzero(np.diff(q_bounds)).tolist():
-        pos = q_order[q_bounds[c] : q_bounds[c + 1]]
-        near = cells.near[c, : params.nprobe]
-        pool = np.concatenate([rep_order[rep_bounds[j] : rep_bounds[j + 1]] for j in near])
+    n_cells = int(max(rep_home.max(initial=0), probes.max(initial=0))) + 1
+    rep_bounds = np.searchsorted(rep_home[rep_order], np.arange(n_cells + 1))
+    flat = probes.ravel()
+    by_cell = np.argsort(flat, kind="stable")
+    probe_bounds = np.searchsorted(flat[by_cell], np.arange(n_cells + 1))
+    for j in np.flatnonzero(np.diff(probe_bounds) * np.diff(rep_bounds)).tolist():
+        entries = by_cell[probe_bounds[j] : probe_bounds[j + 1]]
+        qi, slot = entries // p, entries % p
+        pool = rep_order[rep_bounds[j] : rep_bounds[j + 1]]
         kk = min(k, pool.size)
-        if kk == 0:
-            continue
         dist, idx = faiss.knn(
-            np.ascontiguousarray(X32[rows[pos]]),
+            np.ascontiguousarray(X32[rows[q_pos[qi]]]),
             np.ascontiguousarray(X32[reps[pool]]),
             kk,
             metric=faiss.METRIC_INNER_PRODUCT,
         )
-        cand[pos, :kk] = pool[idx]
-        sims[pos, :kk] = dist
+        cols = slot[:, None] * k + np.arange(kk)
+        slot_cand[qi[:, None], cols] = pool[idx]
+        slot_sims[qi[:, None], cols] = dist
+    best = np.argsort(-slot_sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(slot_cand, best, axis=1), np.take_along_axis(slot_sims, best, axis=1)
 
 
 def _candidates(
@@ -146,20 +152,23 @@ def _candidates(
         sub_s[~certain] = -np.inf
         cand[pos], sims[pos] = sub_c, sub_s
 
+    X32 = vectors.unit32
+    rep_home = _nearest_cells(X32, rows, rep_rows_pos, cell_of, cells, 1)[:, 0]
+
+    def search(pos: npt.NDArray[np.int64]) -> None:
+        if pos.size == 0:
+            return
+        probes = _nearest_cells(X32, rows, pos, cell_of, cells, params.nprobe)
+        cand[pos], sims[pos] = _search_probed(X32, rows, reps, rep_home, pos, probes, k)
+        verify(pos)
+
     phase1 = rep_rows_pos[droppable]
-    home = np.full(rows.size, -1, dtype=np.int64)
-    filed = np.union1d(rep_rows_pos, phase1)
-    home[filed] = _home_cells(vectors.unit32, rows, filed, cell_of, cells)
-    _search_cells(vectors.unit32, rows, reps, phase1, home, cells, k, params, (cand, sims))
-    verify(phase1)
+    search(phase1)
     has_other = ((cand[phase1] >= 0) & (cand[phase1] != np.flatnonzero(droppable)[:, None])).any(axis=1)
     hopeful = np.zeros(reps.size, dtype=np.bool_)
     hopeful[np.flatnonzero(droppable)[has_other]] = True
     phase2 = np.flatnonzero(hopeful[rep_pos])
-    phase2 = phase2[rows[phase2] != reps[rep_pos[phase2]]]
-    home[phase2] = _home_cells(vectors.unit32, rows, phase2, cell_of, cells)
-    _search_cells(vectors.unit32, rows, reps, phase2, home, cells, k, params, (cand, sims))
-    verify(phase2)
+    search(phase2[rows[phase2] != reps[rep_pos[phase2]]])
     return cand, sims
 
 
