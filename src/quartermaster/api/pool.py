@@ -209,6 +209,12 @@ class InferencePoolSpec(SpecModel):
         description="Global reasoning-token budget per request (averaged over requests) for the CLEAR "
         "allocator; it caps the classes' output tokens.",
     )
+    rates_from: list[str] = Field(
+        default_factory=list,
+        description="URLs of router replicas' GET /v1/quartermaster/rates endpoints. When set, rolling "
+        "re-planning uses the measured per-class request rates (summed over replicas) instead of the "
+        "declared ones; classes the routers did not see in their window get rate 0.",
+    )
     planner: PlannerSettings = Field(default_factory=PlannerSettings, description="Planner settings.")
     auto_apply: bool = Field(
         default=False,

@@ -101,6 +101,8 @@ def make_plan(
     max_tokens: dict[str, int] | None = None,
 ) -> PlanOutcome:
     """Plans; infeasibility and invalid references come back as messages, never as exceptions."""
+    if pool.classes is not None:  # the planner reads inline classes from the pool: give it the adjusted ones
+        pool = pool.model_copy(update={"classes": classes})
     try:
         instance = Instance.from_specs(catalog, pool, classes)
         plan = solve(

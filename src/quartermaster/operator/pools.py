@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 
 from quartermaster.api.catalog import ModelCatalogSpec
@@ -37,10 +38,12 @@ from quartermaster.operator.outcome import Outcome, validation_message
 from quartermaster.operator.planning import make_plan
 from quartermaster.operator.routerconfigmap import build_router_config, router_config_map
 from quartermaster.operator.settings import OperatorSettings
+from quartermaster.router.metrics import RatesFormatError, sum_rates
 
 log = logging.getLogger(__name__)
 APPLY_RECHECK_SECONDS = 3.0
 INPUT_RETRY_SECONDS = 10.0
+RATES_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class PoolReconciler:
     def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
         self.kube = kube
         self.settings = settings
+        # When each pool was last planned (in memory: a re-plan that changes nothing writes nothing; after a
+        # restart the recorded plan's time is used).
+        self._last_planned: dict[str, tuple[str | None, datetime.datetime]] = {}
 
     # -- inputs ------------------------------------------------------------------------------------
 
@@ -105,11 +111,16 @@ class PoolReconciler:
         inputs = self._inputs(spec, owner.namespace)
         if isinstance(inputs, tuple) or inputs.version != status.get("inputsVersion"):
             return False
-        plan = status.get("plan") or {}
-        planned_at = plan.get("plannedAt") or status.get("lastPlannedAt")
-        if planned_at is None:
+        planned_at = (status.get("plan") or {}).get("plannedAt")
+        seen, when = self._last_planned.get(owner.uid, (None, None))
+        last = (
+            when
+            if when is not None and seen == planned_at
+            else (parse_time(planned_at) if planned_at else None)
+        )
+        if last is None:
             return False
-        elapsed = (now - parse_time(planned_at)).total_seconds()
+        elapsed = (now - last).total_seconds()
         return True if elapsed >= spec.planner.interval_seconds else None
 
     # -- reconcile ---------------------------------------------------------------------------------
@@ -150,6 +161,9 @@ class PoolReconciler:
             return degraded(inputs[0], inputs[1], retry=True)
         catalog, classes, cluster_result = inputs.catalog, inputs.classes, inputs.cluster_result
         status["inputsVersion"] = inputs.version
+        measured, rates_error = measured_rates(spec.rates_from)
+        if measured is not None:
+            classes = [c.model_copy(update={"rate": measured.get(c.name, 0.0)}) for c in classes]
         caps = token_caps(spec, classes)
         if caps is not None:
             classes = caps.classes
@@ -196,6 +210,7 @@ class PoolReconciler:
                 generation,
                 stamp,
             )
+            self._last_planned[owner.uid] = ((status.get("plan") or {}).get("plannedAt"), now)
             patch = {**status, "phase": "Infeasible", "message": message, "conditions": conditions}
             patch["observedGeneration"] = generation
             return Outcome(
@@ -213,6 +228,7 @@ class PoolReconciler:
             # Same content: keep the recorded plan (and its timestamps) so nothing is rewritten.
             plan = current.model_copy(update={"generation": generation})
         assert plan is not None
+        self._last_planned[owner.uid] = (plan.planned_at, now)
         conditions = set_condition(
             conditions, reasons.INFEASIBLE, False, reasons.PLAN_FOUND, "", generation, stamp
         )
@@ -229,6 +245,8 @@ class PoolReconciler:
             stamp,
         )
         events: list[tuple[str, str, str]] = []
+        if rates_error:
+            events.append(("Warning", reasons.RATES_UNAVAILABLE, rates_error))
         if adopted and (current is None or current.hash != plan.hash):
             events.append(
                 (
@@ -431,6 +449,24 @@ class PoolReconciler:
             },
             events,
         )
+
+
+def measured_rates(urls: list[str]) -> tuple[dict[str, float] | None, str | None]:
+    """Per-class request rates summed over the routers' rates documents; (None, why) when unavailable."""
+    if not urls:
+        return None, None
+    documents = []
+    for url in urls:
+        try:
+            response = httpx.get(url, timeout=RATES_TIMEOUT_SECONDS)
+            response.raise_for_status()
+            documents.append(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            return None, f"spec.ratesFrom {url}: {exc}; planning with the declared rates"
+    try:
+        return sum_rates(documents), None
+    except RatesFormatError as exc:
+        return None, f"spec.ratesFrom: {exc}; planning with the declared rates"
 
 
 def _available(kube: Kube, namespace: str, name: str, replicas: int) -> bool:
