@@ -1,0 +1,46 @@
+"""The coarse split: every row in exactly one cell, cells bounded, neighbours well formed, deterministic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quartermaster.clustering.cells import split_into_cells
+from quartermaster.clustering.validation import normalized_float32
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(2, 1500), cell_size=st.integers(8, 400), seed=st.integers(0, 2**16))
+def test_cells_partition_rows_with_bounded_size(
+    blobs: Callable[..., npt.NDArray[np.float32]], n: int, cell_size: int, seed: int
+) -> None:
+    X, _ = normalized_float32(blobs(n, 12, k=7, spread=0.5, seed=seed))
+    rows = np.arange(n, dtype=np.int64)
+    cells = split_into_cells(X, rows, cell_size=cell_size, niter=5, max_points_per_centroid=32, seed=seed)
+    members = np.concatenate(cells.members)
+    assert np.array_equal(np.sort(members), rows)  # each row exactly once
+    assert max(m.size for m in cells.members) <= max(2 * cell_size, n if n <= cell_size else 0)
+    assert all((np.diff(m) > 0).all() for m in cells.members)
+    assert cells.centroids.shape == (len(cells.members), 12)
+    assert (cells.near[:, 0] == np.arange(len(cells.members))).all()
+
+
+def test_identical_rows_are_chunked() -> None:
+    X, _ = normalized_float32(np.ones((1000, 4), dtype=np.float32))
+    rows = np.arange(1000, dtype=np.int64)
+    cells = split_into_cells(X, rows, cell_size=100, niter=5, max_points_per_centroid=32, seed=0)
+    assert sum(m.size for m in cells.members) == 1000
+    assert max(m.size for m in cells.members) <= 200
+
+
+def test_split_is_deterministic_for_a_seed(blobs: Callable[..., npt.NDArray[np.float32]]) -> None:
+    X, _ = normalized_float32(blobs(5000, 16, k=9, seed=1))
+    rows = np.arange(5000, dtype=np.int64)
+    a = split_into_cells(X, rows, cell_size=300, niter=5, max_points_per_centroid=32, seed=3)
+    b = split_into_cells(X, rows, cell_size=300, niter=5, max_points_per_centroid=32, seed=3)
+    assert len(a.members) == len(b.members)
+    assert all(np.array_equal(x, y) for x, y in zip(a.members, b.members, strict=True))
