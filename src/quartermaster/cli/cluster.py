@@ -168,7 +168,10 @@ def run_command(
     shard_by: Annotated[
         str, typer.Option(help="auto (partition with attributes, else rows), rows or partition.")
     ] = "auto",
-    cell_size: Annotated[int, typer.Option(help="Maximum rows per coarse cell.")] = 1024,
+    cell_size: Annotated[
+        int,
+        typer.Option(help="Target rows per coarse cell (at most twice this); memory grows with its square."),
+    ] = 1024,
     cross_cell: Annotated[bool, typer.Option(help="Remove representatives redundant across cells.")] = True,
     reassign: Annotated[bool, typer.Option(help="Move rows to their most similar representative.")] = True,
     drop_invalid: Annotated[

@@ -64,7 +64,8 @@ class GuardrailedClustering:
         Names of the attribute columns to match exactly, selected from the mapping/table passed to ``fit``;
         ``None`` uses every column passed to ``fit``.
     cell_size:
-        Maximum rows per cell of the coarse split (memory ``O(cell_size^2)``, time ``O(n cell_size d)``).
+        Target rows per cell of the coarse split; cells hold at most ``2 * cell_size`` rows (memory
+        ``O(cell_size^2)``, time ``O(n cell_size d)``). Larger cells: fewer representatives, more time.
     beam:
         Top-level groups searched when assigning a row to its cell (:mod:`.cells`).
     kmeans_iter, kmeans_points_per_centroid:
