@@ -297,8 +297,13 @@ def test_the_operator_works_with_exactly_the_charts_rbac(
     sa_kubeconfig = service_account_kubeconfig(
         api_client, kubeconfig, namespace, full, tmp_path / "sa.kubeconfig"
     )
+    # The QueryClusterJob example's Job pods cannot run here (kwok completes them without a container), so
+    # the pool fed by it is left out; test_operator_clusterjob.py covers that path.
     docs = [
-        d for f in sorted((REPO / "examples").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d
+        d
+        for f in sorted((REPO / "examples").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d and d["kind"] != "QueryClusterJob" and "classesFrom" not in d.get("spec", {})
     ]
     for doc in docs:
         if doc["kind"] == "InferencePool":
