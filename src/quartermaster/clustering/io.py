@@ -154,6 +154,8 @@ def embeddings_from_arrow(
         [np.asarray(c.value_lengths().fill_null(-1), dtype=np.int64) for c in column.chunks]
         or [np.zeros(0, dtype=np.int64)]
     )
+    if lengths.size == 0:  # e.g. a shard that holds no rows
+        return np.zeros((0, 0), dtype=dtype), np.zeros(0, dtype=np.bool_), InvalidRows()
     null = lengths < 0
     counts = Counter(lengths[~null].tolist())
     if not counts:

@@ -156,7 +156,7 @@ def merge_outputs(
     summaries = [s for s, _, _ in loaded]
     _check_compatible([Path(d) for d in dirs], summaries)
     assign = pa.concat_tables([a for _, a, _ in loaded]).sort_by("row")
-    reps = pa.concat_tables([r for _, _, r in loaded], promote_options="default")
+    reps = pa.concat_tables([r for _, _, r in loaded], promote_options="permissive")
     rows = np.asarray(assign.column("row").to_numpy())
     if rows.size > 1 and (np.diff(rows) == 0).any():
         raise MergeError("the same input row appears in two shards; pass each shard directory once")

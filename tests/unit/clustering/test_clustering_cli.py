@@ -301,3 +301,20 @@ def test_trim_options_are_alternatives(dataset: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 2
     assert "alternatives" in output
+
+
+def test_empty_partition_shards_still_merge(dataset: Path, tmp_path: Path) -> None:
+    common = ["--alpha", "0.75", "--attributes", "lang", "-q"]
+    assert _invoke("cluster", str(dataset), "--out", str(tmp_path / "full"), *common)[0] == 0
+    shards = []
+    for i in range(5):  # two partitions over five shards: at least three shards hold no rows
+        d = tmp_path / f"shard-{i}"
+        code, output = _invoke("cluster", str(dataset), "--shard", f"{i}/5", "--out", str(d), *common)
+        assert code == 0, output
+        shards.append(str(d))
+    empty = [s for s in shards if json.loads((Path(s) / "summary.json").read_text())["n"] == 0]
+    assert len(empty) >= 3
+    code, output = _invoke("cluster", "merge", *shards, "--out", str(tmp_path / "merged"))
+    assert code == 0, output
+    for name in ("assignments.parquet", "representatives.parquet"):
+        assert pq.read_table(tmp_path / "merged" / name).equals(pq.read_table(tmp_path / "full" / name))
