@@ -263,13 +263,17 @@ def summary(
     scarce = [r for r in clear_rows if r.tokens <= 300]
     for stream in clear_bench.STREAMS:
         by = {(r.tokens, r.method): r.accuracy for r in scarce if r.stream == stream}
-        ratios = [
-            by[(t, "CLEAR (per query, estimated)")] / max(by[(t, "Uniform")], 1e-4)
-            for t in sorted({t for t, _ in by})
+        budgets = sorted({t for t, _ in by})
+        ratios = [by[(t, "CLEAR (per query, estimated)")] / max(by[(t, "Uniform")], 1e-12) for t in budgets]
+        shown = [
+            f"{x:.1f}x at {t:g}"
+            if by[(t, "Uniform")] >= 1e-3
+            else f"{by[(t, 'CLEAR (per query, estimated)')]:.3f} vs ~0 at {t:g}"
+            for x, t in zip(ratios, budgets, strict=True)
         ]
         lines.append(
             f"- CLEAR {stream}, <= 300 tokens/query: CLEAR/Uniform "
-            + ", ".join(f"{x:.1f}x" for x in ratios)
+            + ", ".join(shown)
             + (" (goal >= 3x met)" if min(ratios) >= 3 else " (goal >= 3x not met at every scarce budget)")
         )
     for model in dict.fromkeys(r.model for r in sample_rows):
