@@ -117,13 +117,23 @@ def _allocation(ctx: Context, replicas: dict[int, int], shares: dict[tuple[int, 
 
 def _swap_candidates(ctx: Context, st: Allocation, o: int, limit: int) -> list[int]:
     """Cheaper options that could take over from ``o``: the same model and precision on other pools or
-    TP/PP degrees, the most capacity per $ for ``o``'s classes within their error bounds, and the most
-    capacity per $ regardless of error (to mix with accurate deployments); ``limit`` of each kind."""
+    TP/PP degrees, and the options with the most *mixable* capacity per $ for ``o``'s classes -- capacity
+    weighted by the share of each class the option may carry under its error bound when mixed with the
+    most accurate open deployment (1 when its own error is within the bound); ``limit`` of each kind."""
     classes = np.array(sorted(st.on[o]), dtype=np.int64)
     weight = np.array([st.on[o][c] * ctx.rates[c] for c in classes]) + 1e-12
     cheaper = ctx.costs < ctx.costs[o]
     usable = ctx.feasible[:, classes] & cheaper[:, None]
-    accurate = usable & (ctx.error[:, classes] <= ctx.eps[classes][None, :] + 1e-12)
+    open_options = np.array([p for p in st.on if st.n[p] > 0], dtype=np.int64)
+    best_err = ctx.error[np.ix_(open_options, classes)].min(axis=0) if len(open_options) else ctx.eps[classes]
+    err = ctx.error[:, classes]
+    eps = ctx.eps[classes][None, :]
+    over = err - best_err[None, :]
+    mixable = np.where(
+        err <= eps + 1e-12,
+        1.0,
+        np.clip((eps - best_err[None, :]) / np.where(over > 1e-12, over, 1.0), 0.0, 1.0),
+    )
     picked: list[int] = []
     src = ctx.instance.options[o]
     siblings = [
@@ -131,12 +141,12 @@ def _swap_candidates(ctx: Context, st: Allocation, o: int, limit: int) -> list[i
         for p in ctx.instance.options
         if (p.model, p.precision) == (src.model, src.precision) and cheaper[p.index] and usable[p.index].any()
     ]
-    for mask, pool in ((accurate, None), (usable, None), (usable, siblings)):
-        value = np.where(mask, ctx.mu[:, classes], 0.0) @ weight / ctx.costs
-        cand = np.flatnonzero(mask.any(axis=1)) if pool is None else np.array(pool, dtype=np.int64)
+    for value_of, pool in ((mixable, None), (np.ones_like(mixable), siblings)):
+        value = np.where(usable, ctx.mu[:, classes] * value_of, 0.0) @ weight / ctx.costs
+        cand = np.flatnonzero(value > 0) if pool is None else np.array(pool, dtype=np.int64)
         if len(cand) == 0:
             continue
-        for t in cand[np.argsort(-value[cand], kind="stable")][:limit]:
+        for t in cand[np.argsort(-value[cand], kind="stable")][: 2 * limit if pool is None else limit]:
             if int(t) not in picked:
                 picked.append(int(t))
     return picked
