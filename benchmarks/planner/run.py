@@ -80,7 +80,7 @@ def _save(out: Path, results: dict[str, Any]) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
 
 
-def run(config: dict[str, Any], out: Path, only: set[str] | None) -> dict[str, Any]:
+def run(config: dict[str, Any], out: Path, only: set[str] | None, refresh: bool = False) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine(), "config": {k: str(v) for k, v in config.items()}}
     path = out / "results.json"
     if path.exists():
@@ -96,10 +96,11 @@ def run(config: dict[str, Any], out: Path, only: set[str] | None) -> dict[str, A
         results["examples"] = ex.example_rows()
         _save(out, results)
     if wanted("grid"):
+        earlier = {(tuple(r["size"]), r["seed"]): r for r in results.get("grid", [])} if refresh else {}
         results["grid"] = []
         for size, seeds in config["grid"]:
             for seed in range(seeds):
-                results["grid"].append(ex.grid_row(size, seed, DATA, limit))
+                results["grid"].append(ex.grid_row(size, seed, DATA, limit, earlier.get((size, seed))))
                 _save(out, results)
     if wanted("ablation"):
         results["ablation"] = []
@@ -412,6 +413,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes and limits (minutes)")
     parser.add_argument("--only", default=None, help="comma-separated: examples,grid,ablation,stress,rolling")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
+    parser.add_argument(
+        "--refresh-heuristics",
+        action="store_true",
+        help="grid: re-run GH/AGH only and keep the MILP results of results.json (same instances)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("quartermaster").setLevel(logging.WARNING)
@@ -422,7 +428,8 @@ def main() -> None:
     if args.report_only:
         results = json.loads((out / "results.json").read_text())
     else:
-        results = run(config, out, set(args.only.split(",")) if args.only else None)
+        only = set(args.only.split(",")) if args.only else None
+        results = run(config, out, only, refresh=args.refresh_heuristics)
     title = "Planner benchmarks" + (" (quick mode)" if args.quick else "")
     report(results, out, title, config["milp_limit"])
     logging.info("done in %.0f s; wrote %s", time.perf_counter() - started, out / "RESULTS.md")
