@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 APPLY_RECHECK_SECONDS = 3.0
 INPUT_RETRY_SECONDS = 10.0
 RATES_TIMEOUT_SECONDS = 2.0
+AVAILABILITY_WAIT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,17 @@ class PoolReconciler:
             caps,
         )
 
+    def _wait_available(self, namespace: str, plan: PlanSummary) -> list[str]:
+        """Planned Deployments not yet Available after a short bounded wait (the timer re-checks later)."""
+        deadline = time.monotonic() + AVAILABILITY_WAIT_SECONDS
+        while True:
+            pending = [
+                d.name for d in plan.deployments if not _available(self.kube, namespace, d.name, d.replicas)
+            ]
+            if not pending or time.monotonic() >= deadline:
+                return pending
+            time.sleep(0.25)
+
     # -- hysteresis ----------------------------------------------------------------------------------
 
     def _adopt(
@@ -386,9 +399,7 @@ class PoolReconciler:
             )
             wrote |= self.kube.apply(deployment, live_by_name.get(d.name))
             wrote |= self.kube.apply(vllm_service(owner, d))
-        pending = [
-            d.name for d in plan.deployments if not _available(self.kube, owner.namespace, d.name, d.replicas)
-        ]
+        pending = self._wait_available(owner.namespace, plan)
         if pending:
             conds = set_condition(
                 conditions,
