@@ -195,3 +195,37 @@ def test_auto_apply_false_only_reports_the_plan_and_the_diff(
     pending = {c["deployment"]: c for c in status["pendingChanges"]}
     assert set(pending) == {d["name"] for d in status["plan"]["deployments"]}
     assert all(c["action"] == "create" and c["replicasFrom"] == 0 for c in pending.values())
+
+
+def test_steady_state_reconciles_write_nothing(
+    operator: Any,
+    resources: Any,
+    example: Example,
+    api_client: client.ApiClient,
+    namespace: str,
+    wait_for: Wait,
+) -> None:
+    pool = apply_examples(resources, example)
+    name = pool["metadata"]["name"]
+    status = wait_for(phase(resources, "inferencepools", name, "Applied"), timeout=90, what="pool Applied")
+    core = client.CoreV1Api(api_client)
+
+    def versions() -> dict[str, str]:
+        found = {f"pool/{name}": resources.get("inferencepools", name)["metadata"]["resourceVersion"]}
+        for dep_name, d in owned_deployments(api_client, namespace, name).items():
+            found[f"deployment/{dep_name}"] = d.metadata.resource_version
+        for svc in core.list_namespaced_service(namespace).items:
+            found[f"service/{svc.metadata.name}"] = svc.metadata.resource_version
+        cm = core.read_namespaced_config_map(status["routerConfigMap"], namespace)
+        found[f"configmap/{cm.metadata.name}"] = cm.metadata.resource_version
+        return found
+
+    # Let the last apply settle (the pool's status write after Applied), then watch two timer rounds.
+    before = wait_for(lambda: (v := versions()) == versions() and v, what="a settled state")
+    ticks = operator.log_tail(10_000).count("Timer 'pool_tick' succeeded")
+    wait_for(
+        lambda: operator.log_tail(10_000).count("Timer 'pool_tick' succeeded") >= ticks + 2,
+        timeout=30,
+        what="two more timer rounds",
+    )
+    assert versions() == before
