@@ -196,7 +196,7 @@ class RouterService:
             return (await self.embedder.embed([text], model=table.embedding_model))[0]
         except EmbeddingError as exc:
             logger.warning("embedding failed, using the default cluster: %s", exc)
-            self.metrics.rejected.labels(reason="embedding_failed").inc()
+            self.metrics.embedding_failures.inc()
             return None
 
     async def _complete(self, request: Request, *, chat: bool) -> Response:

@@ -75,19 +75,25 @@ class NoEmbedder:
 class OpenAIEmbeddingsEmbedder:
     """An OpenAI-compatible ``/embeddings`` endpoint, called through the router's connection pool.
 
-    ``model`` overrides the model name sent; by default it is the config's embedding model.
+    ``model`` overrides the model name sent; by default it is the config's embedding model. A call that
+    takes longer than ``timeout_s`` fails (the request then goes to the default cluster).
     """
 
-    def __init__(self, pool: UpstreamPool, base_url: str, model: str | None = None) -> None:
+    def __init__(
+        self, pool: UpstreamPool, base_url: str, model: str | None = None, *, timeout_s: float = 5.0
+    ) -> None:
         self.pool = pool
         self.base_url = base_url
         self.model = model
+        self.timeout_s = timeout_s
         self.name = f"openai:{base_url}"
 
     async def embed(self, texts: Sequence[str], *, model: str) -> NDArray[np.float32]:
         url = join_url(self.base_url, "embeddings")
         try:
-            doc = await self.pool.post_json(url, {"model": self.model or model, "input": list(texts)})
+            doc = await self.pool.post_json(
+                url, {"model": self.model or model, "input": list(texts)}, timeout_s=self.timeout_s
+            )
             rows = sorted(doc["data"], key=lambda d: int(d.get("index", 0)))
             arr = np.asarray([r["embedding"] for r in rows], dtype=np.float32)
         except Exception as exc:  # any transport, HTTP or shape problem: fall back to the default cluster

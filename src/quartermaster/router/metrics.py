@@ -16,6 +16,8 @@ makes sense:
 - ``quartermaster_router_routing_decision_seconds`` — routing overhead (index + policy, no embedding).
 - ``quartermaster_router_max_tokens_clamped_total{cluster}`` — requests whose max_tokens was lowered.
 - ``quartermaster_router_rejected_requests_total{reason}`` — 4xx before routing (bad JSON, too large, ...).
+- ``quartermaster_router_embedding_failures_total`` — embedder errors (those requests used the default
+  cluster).
 - ``quartermaster_router_config_last_reload_success`` (0/1), ``..._config_stale`` (1 while serving the
   last good config after a broken update), ``..._config_reloads_total{result}``,
   ``..._config_info{version,digest}``.
@@ -119,6 +121,9 @@ class RouterMetrics:
         )
         self.rejected = Counter(
             p + "rejected_requests", "Requests rejected before routing.", ["reason"], registry=r
+        )
+        self.embedding_failures = Counter(
+            p + "embedding_failures", "Embedder errors (request sent to the default cluster).", registry=r
         )
         self.config_last_reload_success = Gauge(
             p + "config_last_reload_success", "1 if the last config (re)load succeeded.", registry=r

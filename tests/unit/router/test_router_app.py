@@ -463,3 +463,15 @@ def test_abandoned_cluster_refusal_is_answered_without_a_model(
         assert events[-1] == "data: [DONE]"
         assert json.loads(events[0].removeprefix("data: "))["choices"][0]["text"] == "Out of budget today."
     assert up.received() == []
+
+
+def test_embedder_failure_falls_back_to_the_default_cluster(
+    servers: Start, kit: SimpleNamespace, tmp_path: Path, two_models: SimpleNamespace, free_url: str
+) -> None:
+    router, _ = _router(servers, tmp_path / "cfg.json", two_models.config, kit, embeddings_url=free_url)
+    with httpx.Client(base_url=router.url) as c:
+        r = c.post("/v1/chat/completions", json=_chat("pay my bill"))
+        assert r.status_code == 200
+        assert r.headers["x-quartermaster-cluster"] == "billing"  # the default cluster
+        metrics = c.get("/metrics").text
+    assert "quartermaster_router_embedding_failures_total 1.0" in metrics
