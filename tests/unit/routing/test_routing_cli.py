@@ -242,3 +242,30 @@ def test_builder_weights_fallbacks_and_chunked_representatives(caplog: pytest.Lo
             plan=PlanRef(name="p", generation=0),
             clustering=ClusteringParams(alpha=0.5, embedding_model="e", dimension=4),
         )
+
+
+def test_route_calibrate_trains_and_saves_a_loadable_estimator(tmp_path: Path) -> None:
+    from quartermaster.routing.quality import load_estimator
+
+    rng = np.random.default_rng(5)
+    n = 300
+    ok = rng.random(n) < 0.6
+    table = pa.table(
+        {
+            "question": [f"question {i % 9}" for i in range(n)],
+            "answer": ["The answer is 3." if o else "I think maybe 4?" for o in ok],
+            "tokens": rng.integers(5, 50, n),
+            "correct": ok.astype(int),
+            "strong_correct": (rng.random(n) < 0.9).astype(int),
+        }
+    )
+    data = tmp_path / "answers.csv"
+    pacsv.write_csv(table, data)
+    out = tmp_path / "qe.pkl"
+    res = runner.invoke(app, ["route", "calibrate", str(data), "-o", str(out), "--target-relative", "0.95"])
+    assert res.exit_code == 0, res.output
+    est = load_estimator(out)
+    assert est.score("question 1", "The answer is 3.", 10) > est.score("question 1", "I think maybe 4?", 10)
+    res = runner.invoke(app, ["route", "calibrate", str(data), "-o", str(out), "--validation-fraction", "2"])
+    assert res.exit_code == 2
+    assert "--validation-fraction" in res.output
