@@ -43,5 +43,14 @@ def set_condition(
     return sorted(result, key=lambda c: str(c["type"]))
 
 
-def is_true(conditions: list[dict[str, Any]], type_: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
+class Conditions:
+    """Accumulates the condition changes of one reconcile (same generation and timestamp)."""
+
+    def __init__(self, conditions: list[dict[str, Any]], generation: int, now: str) -> None:
+        self.items = list(conditions)
+        self.generation = generation
+        self.now = now
+
+    def set(self, type_: str, status: bool | str, reason: str, message: str = "") -> list[dict[str, Any]]:
+        self.items = set_condition(self.items, type_, status, reason, message, self.generation, self.now)
+        return self.items

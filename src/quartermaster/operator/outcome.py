@@ -14,7 +14,6 @@ class Outcome:
 
     status: dict[str, Any]
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    requeue_after: float | None = None
     permanent_error: str | None = None
 
 

@@ -14,9 +14,9 @@ from quartermaster.api.pool import InferencePoolSpec
 from quartermaster.api.poolstatus import PlannedClass, PlannedDeployment, PlanSummary
 from quartermaster.operator.clusterresult import ClusterStats, ResultTooLargeError, build_result, parse_result
 from quartermaster.operator.conditions import set_condition
-from quartermaster.operator.pools import PoolReconciler, diff, recent_changes
+from quartermaster.operator.horizon import adopt, recent_changes
+from quartermaster.operator.rollout import diff
 from quartermaster.operator.routerconfigmap import ladder
-from quartermaster.operator.settings import OperatorSettings
 
 NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
 
@@ -67,11 +67,6 @@ def test_diff_lists_creates_scales_and_deletes() -> None:
 
 
 @pytest.fixture
-def reconciler() -> PoolReconciler:
-    return PoolReconciler(kube=None, settings=OperatorSettings())  # type: ignore[arg-type]
-
-
-@pytest.fixture
 def pool_spec() -> InferencePoolSpec:
     return InferencePoolSpec.model_validate(
         {
@@ -83,39 +78,31 @@ def pool_spec() -> InferencePoolSpec:
     )
 
 
-def test_timer_replan_keeps_the_applied_plan_when_the_saving_is_small(
-    reconciler: PoolReconciler, pool_spec: InferencePoolSpec
-) -> None:
+def test_timer_replan_keeps_the_applied_plan_when_the_saving_is_small(pool_spec: InferencePoolSpec) -> None:
     current, cheaper = summary(10.0, {"a": 5}), summary(9.5, {"a": 4, "b": 1})
-    adopted, why = reconciler._adopt(pool_spec, current, cheaper, {}, 1, timer=True, now=NOW)
+    adopted, why = adopt(pool_spec, current, cheaper, {}, 1, timer=True, now=NOW)
     assert not adopted
     assert "below 10%" in why
-    adopted, _ = reconciler._adopt(pool_spec, current, summary(8.0, {"b": 4}), {}, 1, timer=True, now=NOW)
+    adopted, _ = adopt(pool_spec, current, summary(8.0, {"b": 4}), {}, 1, timer=True, now=NOW)
     assert adopted
 
 
-def test_spec_changes_and_slo_risk_bypass_hysteresis(
-    reconciler: PoolReconciler, pool_spec: InferencePoolSpec
-) -> None:
+def test_spec_changes_and_slo_risk_bypass_hysteresis(pool_spec: InferencePoolSpec) -> None:
     current = summary(10.0, {"a": 5})
-    adopted, why = reconciler._adopt(pool_spec, current, summary(9.9, {"b": 5}), {}, 2, timer=True, now=NOW)
+    adopted, why = adopt(pool_spec, current, summary(9.9, {"b": 5}), {}, 2, timer=True, now=NOW)
     assert adopted
     assert "spec changed" in why
     busier = summary(10.5, {"a": 6}, rate=20.0)
-    adopted, why = reconciler._adopt(pool_spec, current, busier, {}, 1, timer=True, now=NOW)
+    adopted, why = adopt(pool_spec, current, busier, {}, 1, timer=True, now=NOW)
     assert adopted
     assert "SLO at risk" in why
 
 
-def test_change_rate_cap_holds_back_saving_changes(
-    reconciler: PoolReconciler, pool_spec: InferencePoolSpec
-) -> None:
+def test_change_rate_cap_holds_back_saving_changes(pool_spec: InferencePoolSpec) -> None:
     history = {"changesApplied": ["2026-11-22T11:30:00Z", "2026-11-22T11:45:00Z", "2026-11-22T10:00:00Z"]}
     assert recent_changes(history, NOW) == ["2026-11-22T11:30:00Z", "2026-11-22T11:45:00Z"]
     current = summary(10.0, {"a": 5})
-    adopted, why = reconciler._adopt(
-        pool_spec, current, summary(5.0, {"b": 2}), history, 1, timer=True, now=NOW
-    )
+    adopted, why = adopt(pool_spec, current, summary(5.0, {"b": 2}), history, 1, timer=True, now=NOW)
     assert not adopted
     assert "cap" in why
 
