@@ -137,13 +137,15 @@ class OperatorProcess:
     log_path: pathlib.Path
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    metrics_port: int = field(default_factory=free_port)
+    health_port: int = field(default_factory=free_port)
 
     def start(self) -> None:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
-            "QM_METRICS_PORT": "0",
-            "QM_HEALTH_PORT": str(free_port()),
+            "QM_METRICS_PORT": str(self.metrics_port),
+            "QM_HEALTH_PORT": str(self.health_port),
             "QM_LOG_FORMAT": "text",
             "QM_ALLOW_FILE_URLS": "true",
             **self.env,

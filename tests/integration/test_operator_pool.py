@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -229,3 +230,27 @@ def test_steady_state_reconciles_write_nothing(
         what="two more timer rounds",
     )
     assert versions() == before
+
+
+def test_metrics_and_liveness_endpoints_report_the_plans(
+    operator: Any, resources: Any, example: Example, wait_for: Wait
+) -> None:
+    pool = apply_examples(resources, example, autoApply=False)
+    status = wait_for(
+        phase(resources, "inferencepools", pool["metadata"]["name"], "Planned"), timeout=90, what="plan"
+    )
+
+    def scrape() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=2) as r:
+                text: str = r.read().decode()
+        except OSError:
+            return None
+        return text if 'quartermaster_plans_total{outcome="feasible"}' in text else None
+
+    text = wait_for(scrape, timeout=30, what="the plans counter on /metrics")
+    cost = next(line for line in text.splitlines() if line.startswith("quartermaster_cost_per_hour_usd{"))
+    assert float(cost.split()[-1]) == pytest.approx(status["costPerHour"])
+    assert "quartermaster_solve_seconds_count" in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.health_port}/healthz", timeout=5) as response:
+        assert response.status == 200
