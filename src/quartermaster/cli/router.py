@@ -97,6 +97,16 @@ def serve(
     ] = None,
     representatives_dir: RepsDir = Path("/etc/quartermaster/representatives"),
     pvc_dir: PvcDir = Path("/mnt/quartermaster"),
+    index: Annotated[
+        str,
+        typer.Option(
+            envvar="QM_ROUTER_INDEX",
+            help="Representative search: exact (exhaustive, default) or hnsw (approximate, faster at 10k+).",
+        ),
+    ] = "exact",
+    hnsw_ef_search: Annotated[
+        int, typer.Option(envvar="QM_ROUTER_HNSW_EF_SEARCH", min=1, help="Search breadth of --index hnsw.")
+    ] = 64,
     rates_window: Annotated[
         float,
         typer.Option(envvar="QM_ROUTER_RATES_WINDOW", min=1.0, help="Window (s) of the reported rates."),
@@ -113,12 +123,14 @@ def serve(
 
     from quartermaster.router.app import RouterSettings, create_app
     from quartermaster.router.embedder import Embedder, OpenAIEmbeddingsEmbedder, SentenceTransformerEmbedder
-    from quartermaster.router.table import ReferenceMounts
+    from quartermaster.router.table import IndexOptions, ReferenceMounts
     from quartermaster.router.upstream import UpstreamPool, UpstreamSettings
 
     levels = {"debug", "info", "warning", "error"}
     if log_level.lower() not in levels:
         _fail(f"--log-level={log_level!r} is not one of {', '.join(sorted(levels))}.")
+    if index not in ("exact", "hnsw"):
+        _fail(f"--index={index!r} is not one of exact, hnsw.")
     if embeddings_url and sentence_transformer:
         _fail("--embeddings-url and --sentence-transformer are alternatives; give one of them.")
     if embeddings_url and not embeddings_url.startswith(("http://", "https://")):
@@ -149,6 +161,7 @@ def serve(
         mounts=ReferenceMounts(config_maps_dir=representatives_dir, pvc_dir=pvc_dir),
         rates_window_s=rates_window,
         random_state=seed,
+        index=IndexOptions(search="hnsw" if index == "hnsw" else "exact", hnsw_ef_search=hnsw_ef_search),
     )
     application = create_app(settings, embedder_factory=embedder_factory)
     uvicorn.run(

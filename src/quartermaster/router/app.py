@@ -55,7 +55,7 @@ from quartermaster.router.metrics import RateTracker, RouterMetrics
 from quartermaster.router.openai import REFUSAL_MODEL, read_json_body, refusal_response, validate_request
 from quartermaster.router.policy import AUTO_MODELS, Decision, RoutingPolicy
 from quartermaster.router.sse import UsageSniffer
-from quartermaster.router.table import ReferenceMounts, RoutingTable
+from quartermaster.router.table import IndexOptions, ReferenceMounts, RoutingTable
 from quartermaster.router.upstream import (
     UpstreamPool,
     UpstreamResponse,
@@ -81,7 +81,7 @@ class RouterSettings:
     mounts: ReferenceMounts = field(default_factory=ReferenceMounts)
     rates_window_s: float = 60.0
     random_state: int | None = None
-    omp_threads: int = 1
+    index: IndexOptions = field(default_factory=IndexOptions)
     embed_max_chars: int = 4000
 
 
@@ -115,7 +115,7 @@ class RouterService:
             metrics=self.metrics,
             mounts=settings.mounts,
             interval_s=settings.reload_interval_s,
-            omp_threads=settings.omp_threads,
+            index=settings.index,
             prepare=self._prepare,
             apply=self._apply,
         )

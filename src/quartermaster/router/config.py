@@ -30,7 +30,7 @@ import anyio.to_thread
 
 from quartermaster.api.routerconfig import RouterConfigError, load_router_config
 from quartermaster.router.metrics import RouterMetrics
-from quartermaster.router.table import ReferenceMounts, RoutingTable, compile_table
+from quartermaster.router.table import IndexOptions, ReferenceMounts, RoutingTable, compile_table
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,10 @@ class ConfigState:
         }
 
 
-def load_table(data: bytes, *, mounts: ReferenceMounts, omp_threads: int = 1) -> RoutingTable:
+def load_table(data: bytes, *, mounts: ReferenceMounts, index: IndexOptions | None = None) -> RoutingTable:
     """Parse, validate and compile one document (blocking; run it in a thread)."""
     config = load_router_config(data)
-    return compile_table(config, mounts=mounts, omp_threads=omp_threads)
+    return compile_table(config, mounts=mounts, index=index)
 
 
 class ConfigWatcher:
@@ -92,7 +92,7 @@ class ConfigWatcher:
         metrics: RouterMetrics,
         mounts: ReferenceMounts | None = None,
         interval_s: float = 2.0,
-        omp_threads: int = 1,
+        index: IndexOptions | None = None,
         prepare: Callable[[RoutingTable], Any] | None = None,
         apply: Callable[[RoutingTable, Any], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -101,7 +101,7 @@ class ConfigWatcher:
         self.metrics = metrics
         self.mounts = mounts or ReferenceMounts()
         self.interval_s = interval_s
-        self.omp_threads = omp_threads
+        self.index = index or IndexOptions()
         self.prepare = prepare
         self.apply = apply
         self.clock = clock
@@ -150,7 +150,7 @@ class ConfigWatcher:
         return True
 
     def _load(self, data: bytes) -> tuple[RoutingTable, Any]:
-        table = load_table(data, mounts=self.mounts, omp_threads=self.omp_threads)
+        table = load_table(data, mounts=self.mounts, index=self.index)
         return table, (None if self.prepare is None else self.prepare(table))
 
     def _fail(self, now: float, digest: str | None, message: str) -> None:

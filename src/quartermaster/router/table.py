@@ -24,6 +24,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import numpy as np
@@ -49,6 +50,16 @@ class ReferenceMounts:
     config_maps_dir: Path = Path("/etc/quartermaster/representatives")
     pvc_dir: Path = Path("/mnt/quartermaster")
     url_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """How the representative index is built (see :mod:`quartermaster.router.index`)."""
+
+    search: Literal["exact", "hnsw"] = "exact"
+    hnsw_m: int = 16
+    hnsw_ef_search: int = 64
+    omp_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -147,10 +158,11 @@ def _cluster_labels(config: RouterConfig, count: int) -> list[str]:
 
 
 def compile_table(
-    config: RouterConfig, *, mounts: ReferenceMounts | None = None, omp_threads: int = 1
+    config: RouterConfig, *, mounts: ReferenceMounts | None = None, index: IndexOptions | None = None
 ) -> RoutingTable:
     """Build the :class:`RoutingTable` of ``config``; raises :class:`RouterConfigError` when unusable."""
     mounts = mounts or ReferenceMounts()
+    opts = index or IndexOptions()
     vectors: NDArray[np.float32] = np.zeros((0, config.clustering.dimension), dtype=np.float32)
     labels: list[str] = []
     if config.representatives is not None and config.representatives.count > 0:
@@ -158,12 +170,15 @@ def compile_table(
         vectors = config.representatives.decode(raw)
         labels = _cluster_labels(config, vectors.shape[0])
     try:
-        index = RepresentativeIndex(
+        rep_index = RepresentativeIndex(
             vectors if labels else np.zeros((0, 0), dtype=np.float32),
             labels,
             alpha=config.clustering.alpha,
             default_cluster=config.default_cluster,
-            omp_threads=omp_threads,
+            omp_threads=opts.omp_threads,
+            search=opts.search,
+            hnsw_m=opts.hnsw_m,
+            hnsw_ef_search=opts.hnsw_ef_search,
             precision="float16" if config.representatives is None else config.representatives.dtype,
         )
     except RepresentativeIndexError as exc:
@@ -199,7 +214,7 @@ def compile_table(
         config=config,
         digest=digest,
         version=version,
-        index=index,
+        index=rep_index,
         clusters=clusters,
         default_cluster=config.default_cluster,
         model_urls={m: tuple(u) for m, u in model_urls.items()},

@@ -57,6 +57,7 @@ def test_serve_rejects_bad_options_with_exit_2(tmp_path: Path) -> None:
     for args, needle in (
         (["--port", "70000"], "--port"),
         (["--log-level", "loud"], "--log-level"),
+        (["--index", "ivf"], "--index"),
         (["--embeddings-url", "embed:8000"], "--embeddings-url"),
         (["--embeddings-url", "http://e/v1", "--sentence-transformer", "m"], "alternatives"),
         (["--config", str(tmp_path)], "is a directory"),

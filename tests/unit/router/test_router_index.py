@@ -102,3 +102,22 @@ def test_search_never_returns_more_than_unit_similarity(rows: np.ndarray) -> Non
     sims, _ = index.search(rows)
     assert np.all(sims <= 1.0 + 1e-5)
     assert np.all(sims >= -1.0 - 1e-5)
+
+
+def test_hnsw_search_finds_well_separated_clusters_and_reports_exact_similarity() -> None:
+    rng = np.random.default_rng(5)
+    centres = _unit_rows(20, 32, 11)
+    reps = np.concatenate([c + 0.05 * rng.normal(size=(30, 32)) for c in centres])
+    labels = [f"c{i}" for i in range(20) for _ in range(30)]
+    exact = RepresentativeIndex(reps, labels, alpha=0.5, default_cluster="d", precision="float32")
+    hnsw = RepresentativeIndex(reps, labels, alpha=0.5, default_cluster="d", search="hnsw", hnsw_ef_search=32)
+    queries = np.concatenate([centres + 0.05 * rng.normal(size=centres.shape), _unit_rows(5, 32, 99)])
+    a_exact, a_hnsw = exact.assign_many(queries), hnsw.assign_many(queries)
+    assert [a.cluster for a in a_hnsw] == [a.cluster for a in a_exact]
+    unit = reps / np.linalg.norm(reps, axis=1, keepdims=True)
+    for q, a in zip(queries, a_hnsw, strict=True):
+        assert a.similarity == pytest.approx(
+            float(unit[a.representative] @ (q / np.linalg.norm(q))), abs=1e-5
+        )
+    with pytest.raises(RepresentativeIndexError, match="efSearch"):
+        RepresentativeIndex(reps, labels, alpha=0.5, default_cluster="d", search="hnsw", hnsw_ef_search=0)
