@@ -57,6 +57,11 @@ test-unit: venv ## Unit tests only (no control plane).
 demo: venv binaries ## The main job: local control plane + chart + operator + examples/, prints the plans.
 	$(BIN)/quartermaster dev-cluster demo --state-dir $(STATE_DIR)
 
+##@ Benchmarks
+.PHONY: bench
+bench: venv binaries ## Run every benchmark (full: hours on 2 cores); BENCH_ARGS=--quick for a short run.
+	for b in clustering planner routing router operator; do $(BIN)/python -m benchmarks.$$b.run $(BENCH_ARGS); done
+
 ##@ Manifests
 .PHONY: manifests
 manifests: venv ## Generate the CRDs from the pydantic models into crds/ (a test diffs the committed copy).

@@ -6,7 +6,7 @@
    memory, and per-reconcile solve times from its Prometheus metrics.
 
 The benchmark cluster has larger fake GPU pools than `make cluster-up` so that 100 pools fit.
-Usage: ``python benchmarks/operator/run.py [--runs 20] [--pools 100] [--quick]``.
+Usage: ``.venv/bin/python -m benchmarks.operator.run [--runs 20] [--pools 100] [--quick]``.
 """
 
 from __future__ import annotations
