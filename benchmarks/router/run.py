@@ -315,7 +315,12 @@ def bench_e2e(n_reps: int, requests: int, concurrency: int, workdir: Path) -> di
         warm = max(50, requests // 10)
         asyncio.run(load(direct_url, hdrs, "small", warm, concurrency))
         asyncio.run(load(routed_url, hdrs, "auto", warm, concurrency))
+        stub_proc = psutil.Process(stub.pid)
+        s0, g0 = stub_proc.cpu_times(), time.process_time()
         direct, direct_wall = asyncio.run(load(direct_url, hdrs, "small", requests, concurrency))
+        s1, g1 = stub_proc.cpu_times(), time.process_time()
+        stub_cpu = (s1.user + s1.system) - (s0.user + s0.system)
+        client_cpu = g1 - g0
         proc = psutil.Process(router.pid)
         c0 = proc.cpu_times()
         routed, routed_wall = asyncio.run(load(routed_url, hdrs, "auto", requests, concurrency))
@@ -345,6 +350,9 @@ def bench_e2e(n_reps: int, requests: int, concurrency: int, workdir: Path) -> di
         "routed_rps": requests / routed_wall,
         "router_cpu_s": router_cpu,
         "requests_per_router_cpu_s": requests / router_cpu if router_cpu > 0 else float("nan"),
+        "router_cpu_ms": 1e3 * router_cpu / requests,
+        "stub_server_cpu_ms": 1e3 * stub_cpu / requests,
+        "httpx_client_cpu_ms": 1e3 * client_cpu / requests,
         "in_router_decision_mean_us": 1e6 * decision_sum / decision_count if decision_count else float("nan"),
     }
 
@@ -495,6 +503,17 @@ def report(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]], args: arg
             "direct req/s | routed req/s | requests / router CPU-s | decision mean µs (in router) |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        cpu_rows = [
+            "",
+            "Where a proxied request's CPU goes (ms of CPU per request, same run): the router process in "
+            "total, against the two halves it is made of, measured during the direct phase: the stub's "
+            "server side (uvicorn h11 + starlette, like the router's front) and the load generator's "
+            "`httpx.AsyncClient` (the same client the router uses upstream).",
+            "",
+            "| concurrency | router CPU ms | stub server (uvicorn+starlette) CPU ms | httpx client CPU ms "
+            "| router minus both (routing, metrics, JSON, escalation judge) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
         for e in e2e:
             lines.append(
                 f"| {e['reps']:,} | {e['concurrency']} | {e['direct_p50_ms']:.2f} | "
@@ -503,6 +522,12 @@ def report(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]], args: arg
                 f"{e['routed_p99_ms']:.2f} | {e['direct_rps']:,.0f} | {e['routed_rps']:,.0f} | "
                 f"{e['requests_per_router_cpu_s']:,.0f} | {e['in_router_decision_mean_us']:.0f} |"
             )
+            rest = e["router_cpu_ms"] - e["stub_server_cpu_ms"] - e["httpx_client_cpu_ms"]
+            cpu_rows.append(
+                f"| {e['concurrency']} | {e['router_cpu_ms']:.2f} | {e['stub_server_cpu_ms']:.2f} | "
+                f"{e['httpx_client_cpu_ms']:.2f} | {rest:.2f} |"
+            )
+        lines += cpu_rows
     lines += [
         "",
         "Plots: `decision_latency.png` (CDF of decision latency), `e2e_latency.png` (direct vs routed).",
