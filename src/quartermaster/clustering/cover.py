@@ -51,10 +51,10 @@ def ball_matrix(
     S = block @ block.T
     B = alpha + margin <= S
     maybe = alpha - margin <= S
-    maybe &= ~B
-    if not maybe.any():
+    if np.count_nonzero(maybe) == np.count_nonzero(B):  # usual case: no pair inside the thin band
         np.fill_diagonal(B, True)
         return S, B
+    maybe &= ~B
     band_i, band_j = np.nonzero(maybe)
     if band_i.size > _FULL_FLOAT64_FRACTION * S.size:
         X64 = vectors.unit64(rows)
@@ -75,7 +75,7 @@ def greedy_set_cover(B: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], n
     covered it.
     """
     c = B.shape[0]
-    counts = B.sum(axis=1, dtype=np.int64)
+    counts = np.count_nonzero(B, axis=1).astype(np.int64)
     uncovered = np.ones(c, dtype=np.bool_)
     assignment = np.full(c, -1, dtype=np.int64)
     chosen: list[int] = []
