@@ -116,10 +116,11 @@ def _allocation(ctx: Context, replicas: dict[int, int], shares: dict[tuple[int, 
 
 
 def _swap_candidates(ctx: Context, st: Allocation, o: int, limit: int) -> list[int]:
-    """Cheaper options that could take over from ``o``: the same model and precision on other pools or
-    TP/PP degrees, and the options with the most *mixable* capacity per $ for ``o``'s classes -- capacity
-    weighted by the share of each class the option may carry under its error bound when mixed with the
-    most accurate open deployment (1 when its own error is within the bound); ``limit`` of each kind."""
+    """Cheaper options that could take over from ``o``, best first within each kind: the most *mixable*
+    capacity per $ for ``o``'s classes (capacity weighted by the share of each class the option may carry
+    under its error bound when mixed with the most accurate open deployment; ``2 limit``), the same model
+    and precision on other pools or TP/PP degrees, the most capacity per $ within the error bounds, and the
+    most capacity per $ regardless of error (``limit`` each)."""
     classes = np.array(sorted(st.on[o]), dtype=np.int64)
     weight = np.array([st.on[o][c] * ctx.rates[c] for c in classes]) + 1e-12
     cheaper = ctx.costs < ctx.costs[o]
@@ -141,12 +142,20 @@ def _swap_candidates(ctx: Context, st: Allocation, o: int, limit: int) -> list[i
         for p in ctx.instance.options
         if (p.model, p.precision) == (src.model, src.precision) and cheaper[p.index] and usable[p.index].any()
     ]
-    for value_of, pool in ((mixable, None), (np.ones_like(mixable), siblings)):
-        value = np.where(usable, ctx.mu[:, classes] * value_of, 0.0) @ weight / ctx.costs
+    accurate = usable & (err <= eps + 1e-12)
+    ones = np.ones_like(mixable)
+    kinds: list[tuple[np.ndarray, np.ndarray, list[int] | None, int]] = [
+        (usable, mixable, None, 2 * limit),
+        (usable, ones, siblings, limit),
+        (accurate, ones, None, limit),
+        (usable, ones, None, limit),
+    ]
+    for mask, value_of, pool, count in kinds:
+        value = np.where(mask, ctx.mu[:, classes] * value_of, 0.0) @ weight / ctx.costs
         cand = np.flatnonzero(value > 0) if pool is None else np.array(pool, dtype=np.int64)
         if len(cand) == 0:
             continue
-        for t in cand[np.argsort(-value[cand], kind="stable")][: 2 * limit if pool is None else limit]:
+        for t in cand[np.argsort(-value[cand], kind="stable")][:count]:
             if int(t) not in picked:
                 picked.append(int(t))
     return picked
