@@ -15,8 +15,8 @@ representatives of one partition (attribute-pure, so attributes are always ident
    representative ``r`` is dropped only if *every* current member of ``r`` (``r`` itself and rows moved into
    ``r`` earlier included) has another live candidate; each member then moves to one, preferring
    representatives already known to stay, then the most similar. Otherwise ``r`` stays for good.
-3. Optionally (``reassign``) every row joins its most similar live candidate when that beats its current
-   representative.
+3. Optionally (``reassign``) every row that has candidates joins its most similar live candidate when that
+   beats its current representative.
 
 Correctness: a row only ever moves to a representative it was verified to be within ``alpha`` of, and a
 representative disappears only when all its members — itself included — moved to verified live
