@@ -10,27 +10,23 @@ from pydantic import ValidationError
 from quartermaster.api.catalog import ModelCatalogSpec
 from quartermaster.api.poolstatus import CatalogModelSummary
 from quartermaster.operator import reasons
-from quartermaster.operator.conditions import now_rfc3339, set_condition
+from quartermaster.operator.conditions import Conditions, now_rfc3339
 from quartermaster.operator.outcome import Outcome, validation_message
 
 
 def reconcile_catalog(
     raw_spec: dict[str, Any], raw_status: dict[str, Any], generation: int, now: datetime.datetime
 ) -> Outcome:
-    stamp = now_rfc3339(now)
-    conditions = list((raw_status or {}).get("conditions") or [])
+    conditions = Conditions(list((raw_status or {}).get("conditions") or []), generation, now_rfc3339(now))
     try:
         spec = ModelCatalogSpec.model_validate(raw_spec)
     except ValidationError as exc:
         message = validation_message(exc, "spec")
-        conditions = set_condition(
-            conditions, reasons.READY, False, reasons.CATALOG_INVALID, message, generation, stamp
-        )
         status = {
             "phase": "Invalid",
             "message": message,
             "observedGeneration": generation,
-            "conditions": conditions,
+            "conditions": conditions.set(reasons.READY, False, reasons.CATALOG_INVALID, message),
         }
         return Outcome(status, [("Warning", reasons.CATALOG_INVALID, message)], permanent_error=message)
     models = [
@@ -44,13 +40,12 @@ def reconcile_catalog(
         for m in spec.models
     ]
     message = f"{len(models)} models"
-    conditions = set_condition(conditions, reasons.READY, True, reasons.VALID, message, generation, stamp)
     status = {
         "phase": "Ready",
         "modelCount": len(models),
         "models": models,
         "message": None,
         "observedGeneration": generation,
-        "conditions": conditions,
+        "conditions": conditions.set(reasons.READY, True, reasons.VALID, message),
     }
     return Outcome(status)

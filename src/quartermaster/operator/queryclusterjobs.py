@@ -10,6 +10,7 @@ import pathlib
 import tempfile
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -34,7 +35,7 @@ from quartermaster.operator.clusterresult import (
     ResultDocuments,
     ResultTooLargeError,
 )
-from quartermaster.operator.conditions import now_rfc3339, set_condition
+from quartermaster.operator.conditions import Conditions, now_rfc3339
 from quartermaster.operator.kube import Kube
 from quartermaster.operator.objects import Owner, config_map
 from quartermaster.operator.outcome import Outcome, validation_message
@@ -76,6 +77,38 @@ def summary_status(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class _Run:
+    """One reconcile of one QueryClusterJob: what every step reads and the status it builds."""
+
+    owner: Owner
+    status: dict[str, Any]
+    conditions: Conditions
+
+    def outcome(
+        self, phase: str, reason: str, text: str, *, truth: bool | str = "Unknown", **fields: Any
+    ) -> Outcome:
+        """Status with ``phase`` and the Succeeded condition; Failed is permanent (the spec must change)."""
+        conditions = self.conditions.set(reasons.SUCCEEDED, truth, reason, text)
+        patch = {**self.status, "message": None, **fields, "phase": phase, "conditions": conditions}
+        if phase == "Failed":
+            return Outcome({**patch, "message": text}, [("Warning", reason, text)], permanent_error=text)
+        noteworthy = phase == "Succeeded" or reason == reasons.JOB_CREATED
+        return Outcome(patch, [("Normal", reason, text)] if noteworthy else [])
+
+    def failed(self, reason: str, text: str) -> Outcome:
+        return self.outcome("Failed", reason, text, truth=False)
+
+    def succeeded(self, summary: dict[str, Any]) -> Outcome:
+        text = (
+            f"{summary.get('clusters_kept')} classes from {summary.get('n')} rows "
+            f"(reduction {summary.get('reduction_factor', 0):.1f}x, "
+            f"min similarity {summary.get('min_similarity')})"
+        )
+        result = {"resultConfigMap": result_name(self.owner.name), **summary_status(summary)}
+        return self.outcome("Succeeded", reasons.JOB_SUCCEEDED, text, truth=True, **result)
+
+
 class QueryClusterJobReconciler:
     def __init__(self, kube: Kube, settings: OperatorSettings) -> None:
         self.kube = kube
@@ -89,69 +122,22 @@ class QueryClusterJobReconciler:
         generation: int,
         now: datetime.datetime,
     ) -> Outcome:
-        stamp = now_rfc3339(now)
-        status = dict(raw_status or {})
-        conditions = list(status.get("conditions") or [])
+        status = {**(raw_status or {}), "observedGeneration": generation}
+        conditions = Conditions(list(status.get("conditions") or []), generation, now_rfc3339(now))
         try:
             spec = QueryClusterJobSpec.model_validate(raw_spec)
         except ValidationError as exc:
-            return self._failed(
-                status, conditions, reasons.INPUT_INVALID, validation_message(exc, "spec"), generation, stamp
+            return _Run(owner, status, conditions).failed(
+                reasons.INPUT_INVALID, validation_message(exc, "spec")
             )
-        if status.get("phase") in ("Succeeded", "Failed") and status.get("observedGeneration") == generation:
-            return Outcome(status)
-        if spec.executor == "inline":
-            return self._inline(owner, spec, status, conditions, generation, stamp)
-        return self._job(owner, spec, status, conditions, generation, stamp)
-
-    # -- outcomes ------------------------------------------------------------------------------------
-
-    def _failed(
-        self,
-        status: dict[str, Any],
-        conditions: list[dict[str, Any]],
-        reason: str,
-        message: str,
-        generation: int,
-        stamp: str,
-    ) -> Outcome:
-        conditions = set_condition(conditions, reasons.SUCCEEDED, False, reason, message, generation, stamp)
-        patch = {
-            **status,
-            "phase": "Failed",
-            "message": message,
-            "observedGeneration": generation,
-            "conditions": conditions,
-        }
-        return Outcome(patch, [("Warning", reason, message)], permanent_error=message)
-
-    def _succeeded(
-        self,
-        owner: Owner,
-        status: dict[str, Any],
-        conditions: list[dict[str, Any]],
-        summary: dict[str, Any],
-        generation: int,
-        stamp: str,
-    ) -> Outcome:
-        message = (
-            f"{summary.get('clusters_kept')} classes from {summary.get('n')} rows "
-            f"(reduction {summary.get('reduction_factor', 0):.1f}x, "
-            f"min similarity {summary.get('min_similarity')})"
-        )
-        conditions = set_condition(
-            conditions, reasons.SUCCEEDED, True, reasons.JOB_SUCCEEDED, message, generation, stamp
-        )
-        patch = {
-            **status,
-            **summary_status(summary),
-            "phase": "Succeeded",
-            "resultConfigMap": result_name(owner.name),
-            "message": None,
-            "observedGeneration": generation,
-            "conditions": conditions,
-        }
-        return Outcome(patch, [("Normal", reasons.JOB_SUCCEEDED, message)])
+        if (
+            raw_status
+            and raw_status.get("phase") in ("Succeeded", "Failed")
+            and (raw_status.get("observedGeneration") == generation)
+        ):
+            return Outcome(dict(raw_status))
+        state = _Run(owner, status, conditions)
+        return self._inline(state, spec) if spec.executor == "inline" else self._job(state, spec, generation)
 
     # -- inline --------------------------------------------------------------------------------------
 
@@ -184,23 +170,12 @@ class QueryClusterJobReconciler:
                     f.write(block)
             yield target
 
-    def _inline(
-        self,
-        owner: Owner,
-        spec: QueryClusterJobSpec,
-        status: dict[str, Any],
-        conditions: list[dict[str, Any]],
-        generation: int,
-        stamp: str,
-    ) -> Outcome:
+    def _inline(self, state: _Run, spec: QueryClusterJobSpec) -> Outcome:
+        owner = state.owner
         if spec.input.url is None:
-            return self._failed(
-                status,
-                conditions,
+            return state.failed(
                 reasons.INPUT_INVALID,
                 "executor: inline reads spec.input.url; a persistentVolumeClaim needs executor: job",
-                generation,
-                stamp,
             )
         chunks = chunk_names(owner.name, spec.max_representative_bytes)
         try:
@@ -211,9 +186,8 @@ class QueryClusterJobReconciler:
                         f"the input has {rows} rows, over the inline limit of "
                         f"{self.settings.inline_max_rows}; use executor: job"
                     )
-                result = run(path, cluster_config(spec))
                 docs = result_documents(
-                    result,
+                    run(path, cluster_config(spec)),
                     path,
                     embedding_column=spec.input.embedding_column,
                     spec_rate=spec.total_rate,
@@ -221,97 +195,52 @@ class QueryClusterJobReconciler:
                     max_bytes=spec.max_representative_bytes,
                 )
         except ResultTooLargeError as exc:
-            return self._failed(status, conditions, reasons.RESULT_TOO_LARGE, str(exc), generation, stamp)
+            return state.failed(reasons.RESULT_TOO_LARGE, str(exc))
         except (ClusteringError, httpx.HTTPError, OSError) as exc:
-            return self._failed(status, conditions, reasons.INPUT_INVALID, str(exc), generation, stamp)
+            return state.failed(reasons.INPUT_INVALID, str(exc))
         for obj in result_configmaps(owner, docs, chunks):
             self.kube.apply(obj)
-        return self._succeeded(
-            owner, status, conditions, json.loads(docs.data[RESULT_KEY_SUMMARY]), generation, stamp
-        )
+        return state.succeeded(json.loads(docs.data[RESULT_KEY_SUMMARY]))
 
     # -- Job -----------------------------------------------------------------------------------------
 
-    def _job(
-        self,
-        owner: Owner,
-        spec: QueryClusterJobSpec,
-        status: dict[str, Any],
-        conditions: list[dict[str, Any]],
-        generation: int,
-        stamp: str,
-    ) -> Outcome:
+    def _job(self, state: _Run, spec: QueryClusterJobSpec, generation: int) -> Outcome:
+        owner = state.owner
         for obj in writer_rbac(owner, spec):
             self.kube.apply(obj)
         for cm in empty_results(owner, spec):
             if self.kube.get("v1", "ConfigMap", cm["metadata"]["name"], owner.namespace) is None:
                 self.kube.apply(cm)
         image = self.settings.operator_image
-        if spec.shards > 1:
-            first, merge = sharded_jobs(owner, spec, image=image)
-            jobs = [first, merge]
-        else:
-            jobs = [clustering_job(owner, spec, image=image)]
+        jobs = (
+            list(sharded_jobs(owner, spec, image=image))
+            if spec.shards > 1
+            else [clustering_job(owner, spec, image=image)]
+        )
         for job in jobs:
-            job["metadata"]["name"] = f"{job['metadata']['name']}-g{generation}"[:63]
-        for job in jobs:
-            live = self.kube.get("batch/v1", "Job", job["metadata"]["name"], owner.namespace)
+            name = job["metadata"]["name"] = f"{job['metadata']['name']}-g{generation}"[:63]
+            live = self.kube.get("batch/v1", "Job", name, owner.namespace)
             if live is None:
                 self.kube.apply(job)
-                message = f"Job {job['metadata']['name']} created"
-                conditions = set_condition(
-                    conditions, reasons.SUCCEEDED, "Unknown", reasons.JOB_CREATED, message, generation, stamp
-                )
-                return Outcome(
-                    {
-                        **status,
-                        "phase": "Pending",
-                        "jobName": job["metadata"]["name"],
-                        "observedGeneration": generation,
-                        "conditions": conditions,
-                    },
-                    [("Normal", reasons.JOB_CREATED, message)],
-                )
-            job_conditions = {c["type"]: c for c in (live.get("status") or {}).get("conditions") or []}
+                return state.outcome("Pending", reasons.JOB_CREATED, f"Job {name} created", jobName=name)
+            job_status = live.get("status") or {}
+            job_conditions = {c["type"]: c for c in job_status.get("conditions") or []}
             if job_conditions.get("Failed", {}).get("status") == "True":
                 failed = job_conditions["Failed"]
-                message = (
-                    f"Job {job['metadata']['name']} failed: {failed.get('reason')}: {failed.get('message')}"
+                return state.failed(
+                    reasons.JOB_FAILED, f"Job {name} failed: {failed.get('reason')}: {failed.get('message')}"
                 )
-                return self._failed(status, conditions, reasons.JOB_FAILED, message, generation, stamp)
             if job_conditions.get("Complete", {}).get("status") != "True":
-                running = (live.get("status") or {}).get("active")
-                phase = "Running" if running else "Pending"
-                conditions = set_condition(
-                    conditions,
-                    reasons.SUCCEEDED,
-                    "Unknown",
-                    reasons.JOB_RUNNING,
-                    f"Job {job['metadata']['name']} is {phase.lower()}",
-                    generation,
-                    stamp,
-                )
-                return Outcome(
-                    {
-                        **status,
-                        "phase": phase,
-                        "jobName": job["metadata"]["name"],
-                        "observedGeneration": generation,
-                        "conditions": conditions,
-                    }
+                phase = "Running" if job_status.get("active") else "Pending"
+                return state.outcome(
+                    phase, reasons.JOB_RUNNING, f"Job {name} is {phase.lower()}", jobName=name
                 )
         result = self.kube.get("v1", "ConfigMap", result_name(owner.name), owner.namespace)
         data = (result or {}).get("data") or {}
         if RESULT_KEY_SUMMARY not in data:
-            return self._failed(
-                status,
-                conditions,
+            return state.failed(
                 reasons.JOB_FAILED,
                 f"Job {jobs[-1]['metadata']['name']} completed but published no result into ConfigMap "
                 f"{result_name(owner.name)}; check its pod logs",
-                generation,
-                stamp,
             )
-        return self._succeeded(
-            owner, status, conditions, json.loads(data[RESULT_KEY_SUMMARY]), generation, stamp
-        )
+        return state.succeeded(json.loads(data[RESULT_KEY_SUMMARY]))
