@@ -5,7 +5,8 @@ Run from the repository root::
     .venv/bin/python -m benchmarks.clustering.run            # full run (tens of minutes on 2 cores)
     .venv/bin/python -m benchmarks.clustering.run --quick    # subsamples, minutes
 
-Writes ``benchmarks/clustering/RESULTS.md``, ``results.json`` and PNG plots next to this file. Data:
+Writes ``RESULTS.md``, ``results.json`` and PNG plots next to this file (``--quick``: to a temporary
+directory, printed at the end). Data:
 ``REPO/../shared/data/queries`` (banking77, CC-BY-4.0 PolyAI; CLINC150, CC-BY-3.0 clinc/oos-eval;
 embeddings: all-MiniLM-L6-v2). Baselines (scikit-learn MiniBatchKMeans, KMeans, BIRCH, Agglomerative Ward)
 run in the same process at the same number of clusters as the guardrailed run; their representative is the
@@ -22,6 +23,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +43,8 @@ from quartermaster.clustering import GuardrailedClustering  # noqa: E402
 from quartermaster.clustering.trim import trimming_curve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+# Full runs write next to this file (committed); --quick runs write to a temporary directory.
+OUT_DIR = [HERE]
 DATA = REPO.parent / "shared" / "data" / "queries"
 ALPHAS = (0.6, 0.7, 0.8)
 WARD_MAX_ROWS = 8000  # Agglomerative Ward is O(n^2) memory/time: it runs on a subsample this large
@@ -333,7 +337,7 @@ def _plot_real(results: dict[str, Any], files: list[str], plt: Any) -> None:
         ax.set_ylabel("% rows below alpha or with other attributes")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(HERE / "guarantee_violations.png", dpi=110)
+    fig.savefig(OUT_DIR[0] / "guarantee_violations.png", dpi=110)
     plt.close(fig)
     files.append("guarantee_violations.png")
 
@@ -349,7 +353,7 @@ def _plot_reduction(results: dict[str, Any], files: list[str], plt: Any) -> None
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(HERE / "trimming_curves.png", dpi=110)
+    fig.savefig(OUT_DIR[0] / "trimming_curves.png", dpi=110)
     plt.close(fig)
     files.append("trimming_curves.png")
 
@@ -369,7 +373,7 @@ def _plot_reduction(results: dict[str, Any], files: list[str], plt: Any) -> None
     ax.legend(fontsize=8)
     ax.set_title("LLM calls saved at each alpha")
     fig.tight_layout()
-    fig.savefig(HERE / "reduction_vs_alpha.png", dpi=110)
+    fig.savefig(OUT_DIR[0] / "reduction_vs_alpha.png", dpi=110)
     plt.close(fig)
     files.append("reduction_vs_alpha.png")
 
@@ -389,7 +393,7 @@ def _plot_scale(results: dict[str, Any], files: list[str], plt: Any) -> None:
     ax.legend()
     ax.set_title("Scale, alpha = 0.7, 2 shared cores")
     fig.tight_layout()
-    fig.savefig(HERE / "scale.png", dpi=110)
+    fig.savefig(OUT_DIR[0] / "scale.png", dpi=110)
     plt.close(fig)
     files.append("scale.png")
 
@@ -595,7 +599,10 @@ def main() -> None:
         print(json.dumps(scale_worker(args.worker_scale, args.seed, args.with_mbk)))
         return
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "seed": args.seed}
-    results_path = HERE / ("results-quick.json" if args.quick else "results.json")
+    if args.quick:
+        OUT_DIR[0] = Path(tempfile.gettempdir()) / "quartermaster-clustering-quick"
+        OUT_DIR[0].mkdir(parents=True, exist_ok=True)
+    results_path = OUT_DIR[0] / "results.json"
     if args.only and results_path.exists():
         results.update({k: v for k, v in json.loads(results_path.read_text()).items() if k not in results})
     steps = {"real": ("real_data", real_data), "ablation": ("ablation", ablation),
@@ -608,7 +615,7 @@ def main() -> None:
     results["goals"] = goals(results)
     results_path.write_text(json.dumps(results, indent=1))
     files = plots(results)
-    out = HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
+    out = OUT_DIR[0] / "RESULTS.md"
     out.write_text(report(results, files, args.quick))
     print(f"wrote {out}")
 
