@@ -152,6 +152,12 @@ def table(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
     ]
 
 
+def _speed(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.1f}x" if x < 10 else f"{x:.0f}x"
+
+
 def _gap(cost: float | None, base: float | None) -> float | None:
     return None if cost is None or not base else cost / base - 1
 
@@ -162,7 +168,7 @@ def grid_section(rows: list[dict[str, Any]], out: Path, limit: float) -> list[st
         "",
         "Synthetic instances from `quartermaster plan generate` (I classes, J models, K GPU pools). MILP = "
         f"HiGHS through PuLP, 1 thread, time limit {limit:g} s (time = model build + solve). Gap = cost / "
-        "MILP cost - 1; speed-up = MILP time / AGH time, both measured in the same run.",
+        "MILP cost - 1; speed-up = MILP time / AGH time on the same instance (see the notes at the end).",
         "",
     ]
     body = []
@@ -178,7 +184,7 @@ def grid_section(rows: list[dict[str, Any]], out: Path, limit: float) -> list[st
             _fmt(r["gh"].get("seconds")), _pct(_gap(r["gh"].get("cost"), base)),
             _fmt(r["agh"].get("seconds")), _pct(_gap(r["agh"].get("cost"), base)),
             _fmt(milp["seconds"], 1), str(milp.get("status")), _pct(bound_gap),
-            "-" if speed is None else f"{speed:.0f}x",
+            _speed(speed),
         ])  # fmt: skip
     header = [
         "(I,J,K)",
@@ -202,9 +208,8 @@ def grid_section(rows: list[dict[str, Any]], out: Path, limit: float) -> list[st
         opt = [g for g in group if g["milp"].get("status") == "optimal" and g["milp"].get("cost")]
         agh = [g["agh"]["cost"] / g["milp"]["cost"] - 1 for g in opt if g["agh"].get("cost") is not None]
         gh = [g["gh"]["cost"] / g["milp"]["cost"] - 1 for g in opt if g["gh"].get("cost") is not None]
-        median_speed = _median(speeds)
         summary.append([
-            size, str(len(group)), str(len(opt)), "-" if median_speed is None else f"{median_speed:.0f}x",
+            size, str(len(group)), str(len(opt)), _speed(_median(speeds)),
             f"{_pct(_median(agh))} / {_pct(max(agh) if agh else None)}",
             f"{_pct(_median(gh))} / {_pct(max(gh) if gh else None)}",
         ])  # fmt: skip
