@@ -487,8 +487,8 @@ def report(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]], args: arg
         "",
         "Search alone, same queries, side by side (rotating blocks of 250 queries per alternative): the "
         "router's index (faiss scalar quantizer, float16 storage), faiss flat float32, numpy float32 "
-        "`reps @ q` + argmax, and for reference an approximate faiss HNSW graph (M=16, efSearch=64; not "
-        "used by the router). Wall p50/p99 per search; CPU = median over blocks of process CPU time per "
+        "`reps @ q` + argmax, and an approximate faiss HNSW graph (M=16, efSearch=64; the router's "
+        "opt-in `--index hnsw`). Wall p50/p99 per search; CPU = median over blocks of process CPU time per "
         "search. Ratios are relative to the router's index (> 1: the alternative costs more). *Same "
         "cluster* = share of queries whose routed cluster (after the alpha test) equals the router's.",
         "",
