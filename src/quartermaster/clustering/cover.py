@@ -82,6 +82,13 @@ def greedy_set_cover(B: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], n
     remaining = c
     while remaining > 0:
         j = int(np.argmax(counts))
+        if counts[j] <= 1:
+            # No ball holds two uncovered rows: every remaining greedy step covers one row, so let each
+            # uncovered row be its own representative at once (a valid greedy tie-break; same count).
+            rest = np.flatnonzero(uncovered)
+            assignment[rest] = rest
+            chosen.extend(rest.tolist())
+            break
         newly = np.flatnonzero(B[j] & uncovered)
         if newly.size == 0:  # only if B were not symmetric: recount exactly (uncovered rows cover themselves)
             counts = (B & uncovered).sum(axis=1, dtype=np.int64)

@@ -37,7 +37,7 @@ from quartermaster.clustering.errors import ClusteringInputError
 from quartermaster.clustering.partition import as_attribute_columns, partition_rows
 from quartermaster.clustering.similarity import Vectors, float32_margin
 from quartermaster.clustering.trim import check_trim, kept_clusters
-from quartermaster.clustering.validation import CHUNK_ROWS, check_alpha, normalized_float32
+from quartermaster.clustering.validation import check_alpha, normalized_float32
 
 __all__ = ["GuardrailedClustering", "ProgressCallback"]
 
@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 #: ``progress(stage, done, total)`` — called as work completes (stages: "cover", "similarity").
 ProgressCallback = Callable[[str, int, int], None]
+
+# Rows per float64 similarity block in the final pass: small blocks stay in cache (~1.5x faster than 16k).
+_SIMILARITY_CHUNK = 2048
 
 
 def _check_int(name: str, value: int, low: int) -> int:
@@ -243,8 +246,8 @@ class GuardrailedClustering:
         reps = np.unique(assignment)
         labels = np.searchsorted(reps, assignment).astype(np.int64)
         similarity = np.empty(n, dtype=np.float64)
-        for start in range(0, n, CHUNK_ROWS):
-            rows = np.arange(start, min(n, start + CHUNK_ROWS), dtype=np.int64)
+        for start in range(0, n, _SIMILARITY_CHUNK):
+            rows = np.arange(start, min(n, start + _SIMILARITY_CHUNK), dtype=np.int64)
             similarity[rows] = vectors.cosine64(rows, assignment[rows])
             if progress is not None:
                 progress("similarity", int(rows[-1]) + 1, n)
