@@ -68,6 +68,35 @@ def ball_matrix(
     return S, B
 
 
+def _finish_singletons(
+    B: npt.NDArray[np.bool_],
+    uncovered: npt.NDArray[np.bool_],
+    assignment: npt.NDArray[np.int64],
+    chosen: list[int],
+) -> bool:
+    """The greedy tail once no ball holds two uncovered rows, without a numpy pass per step.
+
+    Every remaining step then covers one row: greedy takes the lowest position ``j`` whose ball still holds an
+    uncovered row ``u`` (counts only fall, so positions are taken in ascending order) and assigns ``u`` to
+    ``j``. Same choices as the step-by-step loop. Returns False (nothing changed) if some ball holds two.
+    """
+    rest = np.flatnonzero(uncovered)
+    sub = B[:, rest]
+    counts = np.count_nonzero(sub, axis=1)
+    if counts.max(initial=0) > 1:
+        return False
+    hit = np.flatnonzero(counts == 1)
+    target = rest[np.argmax(sub[hit], axis=1)]
+    open_rows = uncovered.tolist()
+    for j, u in zip(hit.tolist(), target.tolist(), strict=True):
+        if open_rows[u]:
+            open_rows[u] = False
+            assignment[u] = j
+            chosen.append(j)
+    uncovered[rest] = False
+    return True
+
+
 def greedy_set_cover(B: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Johnson-Chvatal greedy cover of a symmetric ball matrix with a true diagonal.
 
@@ -82,12 +111,7 @@ def greedy_set_cover(B: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], n
     remaining = c
     while remaining > 0:
         j = int(np.argmax(counts))
-        if counts[j] <= 1:
-            # No ball holds two uncovered rows: every remaining greedy step covers one row, so let each
-            # uncovered row be its own representative at once (a valid greedy tie-break; same count).
-            rest = np.flatnonzero(uncovered)
-            assignment[rest] = rest
-            chosen.extend(rest.tolist())
+        if counts[j] <= 1 and _finish_singletons(B, uncovered, assignment, chosen):
             break
         newly = np.flatnonzero(B[j] & uncovered)
         if newly.size == 0:  # only if B were not symmetric: recount exactly (uncovered rows cover themselves)
