@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quartermaster.planner.greedy import TOL, construct, rate_order, serve_class
+from quartermaster.planner.neighbourhood import restricted_milp
 from quartermaster.planner.plan import Solution
 from quartermaster.planner.rebalance import consolidate
 from quartermaster.planner.state import Allocation, Context
@@ -282,6 +283,7 @@ def solve_agh(
     improve_best: int = 2,
     previous: Solution | None = None,
     lp_consolidation: bool = True,
+    kernel_milp: bool = True,
 ) -> tuple[Allocation, AghStats]:
     """Run AGH; the best allocation may be infeasible when no start found a feasible one."""
     started = time.perf_counter()
@@ -316,7 +318,16 @@ def solve_agh(
             result, moves = consolidate(result, deadline)
             total_moves += moves
         improved.append((name, result))
-    best_name, best = min(improved, key=lambda r: r[1].objective())
+    improved.sort(key=lambda r: r[1].objective())
+    best_name, best = improved[0]
+    if lp_consolidation:
+        best, moves = consolidate(best, deadline, swap_candidates=8)
+        total_moves += moves
+    if kernel_milp:
+        better = restricted_milp(best, [r[1] for r in improved[1:]], deadline, seed=seed)
+        if better is not None:
+            best, moves = consolidate(better, deadline) if lp_consolidation else (better, 0)
+            best_name, total_moves = f"{best_name}+kernel", total_moves + moves + 1
     settle_switching(best)
     stats = AghStats(starts, len(feasible), best_name, total_moves, time.perf_counter() > deadline)
     logger.debug("AGH: %s", stats)
