@@ -15,6 +15,10 @@
    replicas while an exact LP re-routing of the shares (:mod:`quartermaster.planner.rebalance`) keeps every
    class served; finally, in rolling re-planning, keep replicas that would cost less to keep than to stop
    and restart (switching cost).
+4. **Kernel search** (deviation from the seed, ``kernel_milp``; not in rolling re-planning): on the best
+   result, one more LP consolidation pass with 8 swap candidates per option, then the planner's MILP
+   restricted to a few dozen options (those open in the improved starts, the best capacity-per-$ options per
+   class and overall), root node only, AGH's plan as incumbent (:mod:`quartermaster.planner.neighbourhood`).
 
 Deterministic for a given seed: all iteration orders are sorted with index tie-breaks.
 """
