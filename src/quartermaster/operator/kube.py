@@ -40,7 +40,6 @@ class Kube:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
         self.dynamic = DynamicClient(api_client)  # type: ignore[no-untyped-call]
-        self.writes = 0
 
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
@@ -78,7 +77,6 @@ class Kube:
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
         )
-        self.writes += 1
         log.info("applied %s %s/%s", obj["kind"], meta["namespace"], meta["name"])
         return True
 
@@ -87,7 +85,6 @@ class Kube:
             self._resource(api_version, kind).delete(
                 name=name, namespace=namespace, body={"propagationPolicy": "Background"}
             )
-            self.writes += 1
         except NotFoundError:
             return
 

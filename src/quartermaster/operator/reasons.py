@@ -8,11 +8,9 @@ BUDGET_EXCEEDED = "BudgetExceeded"
 DEGRADED = "Degraded"
 READY = "Ready"
 SUCCEEDED = "Succeeded"
-FAILED = "Failed"
 
 # Reasons
 PLAN_FOUND = "PlanFound"
-PLAN_UNCHANGED = "PlanUnchanged"
 PLAN_KEPT_HYSTERESIS = "KeptByHysteresis"
 NO_FEASIBLE_PLAN = "NoFeasiblePlan"
 OVER_BUDGET = "OverBudget"
