@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -38,6 +36,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.clustering.synthetic import skewed_mixture  # noqa: E402
+from benchmarks.machine import SHARED, describe  # noqa: E402
 
 from quartermaster.clustering import GuardrailedClustering  # noqa: E402
 from quartermaster.clustering.trim import trimming_curve  # noqa: E402
@@ -49,22 +48,6 @@ DATA = REPO.parent / "shared" / "data" / "queries"
 ALPHAS = (0.6, 0.7, 0.8)
 WARD_MAX_ROWS = 8000  # Agglomerative Ward is O(n^2) memory/time: it runs on a subsample this large
 COMPARISON_ROWS = 4000  # rows per dataset in the side-by-side comparison (all methods, same rows)
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU, Python {platform.python_version()}; "
-        "other jobs (a Go build, other engineers' tests and benchmarks) shared the machine during the run"
-    )
 
 
 def load(name: str) -> tuple[npt.NDArray[np.float32], dict[str, npt.NDArray[Any]]]:
@@ -598,7 +581,7 @@ def main() -> None:
     if args.worker_scale is not None:
         print(json.dumps(scale_worker(args.worker_scale, args.seed, args.with_mbk)))
         return
-    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "seed": args.seed}
+    results: dict[str, Any] = {"machine": describe(SHARED), "quick": args.quick, "seed": args.seed}
     if args.quick:
         OUT_DIR[0] = Path(tempfile.gettempdir()) / "quartermaster-clustering-quick"
         OUT_DIR[0].mkdir(parents=True, exist_ok=True)

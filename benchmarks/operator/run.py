@@ -16,7 +16,6 @@ import copy
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 
 import psutil
 import yaml
+from benchmarks.machine import describe
 from kubernetes import client, config
 
 from quartermaster.api.crdgen import GROUP, VERSION, crd
@@ -43,16 +43,6 @@ POOLS = (
     NodePool("a10g", "A10G", "NVIDIA-A10G", 16, 1, 23028),
     NodePool("cpu", "none", "none", 2, 0),
 )
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = psutil.virtual_memory().total / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, no GPU, {platform.system()} {platform.release()}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -188,7 +178,7 @@ def main() -> None:
     solves = solve_after[1] - solve_before[1]
     mean_solve = (solve_after[0] - solve_before[0]) / solves if solves else float("nan")
     results = {
-        "machine": machine(),
+        "machine": describe(),
         "control_plane_start_seconds": round(startup, 2),
         "apply_latency_seconds": {
             "runs": runs,

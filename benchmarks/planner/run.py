@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from benchmarks.machine import SHARED, describe
 from benchmarks.planner import experiments as ex
 
 from quartermaster.planner.horizon import HorizonSettings
@@ -60,28 +59,12 @@ QUICK = {
 ROLLING_SCALE = 3.0
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU, Python {platform.python_version()}; "
-        "other jobs (a Go build, other engineers' tests and benchmarks) shared the machine during the run"
-    )
-
-
 def _save(out: Path, results: dict[str, Any]) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
 
 
 def run(config: dict[str, Any], out: Path, only: set[str] | None, refresh: bool = False) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": machine(), "config": {k: str(v) for k, v in config.items()}}
+    results: dict[str, Any] = {"machine": describe(SHARED), "config": {k: str(v) for k, v in config.items()}}
     path = out / "results.json"
     if path.exists():
         results.update(

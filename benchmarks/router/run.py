@@ -25,7 +25,6 @@ import asyncio
 import base64
 import datetime as dt
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from quartermaster.router.table import IndexOptions, ReferenceMounts, RoutingTab
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from benchmarks.machine import describe
 
 HERE = Path(__file__).resolve().parent
 GOAL_P99_MS = 2.0
@@ -71,19 +71,6 @@ NOTES = """## Reading these numbers
 - `sniffio` is pinned because without it httpcore re-imports it (a failing import, a full `sys.path`
   scan) about five times per proxied request, which cost roughly 1-2 ms of CPU per request here.
 """
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = psutil.virtual_memory().total / 2**30
-    return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU, Python {platform.python_version()}"
 
 
 def pct(values: list[float] | np.ndarray, q: float) -> float:
@@ -418,7 +405,7 @@ def report(decisions: list[dict[str, Any]], e2e: list[dict[str, Any]], args: arg
     lines = [
         "# Router benchmark",
         "",
-        f"Machine: {machine()}. Run {dt.date.today().isoformat()} with "
+        f"Machine: {describe()}. Run {dt.date.today().isoformat()} with "
         f"`python -m benchmarks.router.run` ({args.decisions:,} decisions per size, "
         f"{args.requests:,} requests per load level). Other jobs (a Go build, other engineers' tests) "
         "shared the 2 cores during the run, so "

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -22,25 +20,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from benchmarks.machine import SHARED, describe
 from benchmarks.routing import clear_bench, data, stage_bench
 
 HERE = Path(__file__).resolve().parent
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU, Python {platform.python_version()}; "
-        "other jobs (a Go build, other engineers' tests) shared the machine during the run"
-    )
 
 
 def pct(x: float) -> str:
@@ -310,7 +293,7 @@ def main() -> None:
     lines = [
         "# Routing benchmarks",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {describe(SHARED)}.",
         "",
         "Reproduce: `.venv/bin/python -m benchmarks.routing.run` (full) or `--quick`. Data: "
         "`../shared/data/routing` (RouteLLM, Apache-2.0; RouterBench subset via RouterDC, research use) and "
