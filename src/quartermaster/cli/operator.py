@@ -62,11 +62,12 @@ def publish(
 ) -> None:
     """Write a clustering result into the QueryClusterJob's result ConfigMaps (patch only)."""
     import pyarrow.parquet as pq
-    from kubernetes import client, config
+    from kubernetes import client
 
     from quartermaster.clustering.pipeline import ClusteringResult
     from quartermaster.operator.clusterjobs import chunk_names, result_name
     from quartermaster.operator.clusterresult import CHUNK_KEY, ResultTooLargeError
+    from quartermaster.operator.kube import load_api_client
     from quartermaster.operator.publish import result_documents
 
     logging.basicConfig(level=logging.INFO)
@@ -88,12 +89,7 @@ def publish(
     except ResultTooLargeError as exc:
         typer.echo(f"publish: {exc}", err=True)
         raise typer.Exit(1) from exc
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        api = client.ApiClient()
-    except config.ConfigException:
-        api = config.new_client_from_config()  # type: ignore[no-untyped-call]
-    core = client.CoreV1Api(api)
+    core = client.CoreV1Api(load_api_client())
     patches = {result_name(name): docs.data}
     patches |= {chunk: {CHUNK_KEY: payload} for chunk, payload in zip(chunks, docs.chunks, strict=False)}
     for cm_name, data in patches.items():

@@ -158,22 +158,32 @@ def clustering_job(owner: Owner, spec: QueryClusterJobSpec, *, image: str) -> di
     publish = _container("publish", image, publish_args(owner, spec, f"{WORK}/out", input_path), spec)
     for container in [*init, publish]:
         container["volumeMounts"] += [{**m, "readOnly": True} for m in mounts]
-    pod_spec = {
-        "restartPolicy": "Never",
-        "serviceAccountName": service_account_name(owner),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532},
-        "initContainers": init,
-        "containers": [publish],
-        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *volumes],
-    }
-    return _job(owner, spec, dns_name(owner.name, "cluster"), pod_spec)
+    return _job(owner, spec, dns_name(owner.name, "cluster"), [publish], init=init, volumes=volumes)
 
 
 def shard_dir(owner: Owner) -> str:
     return f"/input/.quartermaster/{owner.name}-{owner.uid[:8]}"
 
 
-def _job(owner: Owner, spec: QueryClusterJobSpec, name: str, pod_spec: dict[str, Any]) -> dict[str, Any]:
+def _job(
+    owner: Owner,
+    spec: QueryClusterJobSpec,
+    name: str,
+    containers: list[dict[str, Any]],
+    *,
+    init: list[dict[str, Any]] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Job whose pods run as the writer ServiceAccount, non-root, with scratch ``work`` and ``tmp``."""
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account_name(owner),
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532},
+        "containers": containers,
+        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *(volumes or [])],
+    }
+    if init:
+        pod_spec["initContainers"] = init
     labels = {
         "app.kubernetes.io/managed-by": "quartermaster",
         "quartermaster.dev/query-cluster-job": owner.name,
@@ -209,24 +219,15 @@ def sharded_jobs(
     pvc = spec.input.persistent_volume_claim
     if pvc is None:
         raise ValueError("spec.shards > 1 needs input.persistentVolumeClaim (shards are written next to it)")
-    input_path = f"/input/{pvc.path.lstrip('/')}"
+    input_path = _input(spec)[0]
     rw_input = [{"name": "input", "mountPath": "/input"}]
     shards = shard_dir(owner)
-    pod_base = {
-        "restartPolicy": "Never",
-        "serviceAccountName": service_account_name(owner),
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532},
-        "volumes": [
-            {"name": "work", "emptyDir": {}},
-            {"name": "tmp", "emptyDir": {}},
-            {"name": "input", "persistentVolumeClaim": {"claimName": pvc.claim_name}},
-        ],
-    }
+    volumes = [{"name": "input", "persistentVolumeClaim": {"claimName": pvc.claim_name}}]
     worker_args = cluster_args(spec, input_path, f"{shards}/shard-$(JOB_COMPLETION_INDEX)")
     worker_args[2:2] = ["--shard", f"$(JOB_COMPLETION_INDEX)/{spec.shards}"]
     worker = _container("cluster", image, worker_args, spec)
     worker["volumeMounts"] += rw_input
-    indexed = _job(owner, spec, dns_name(owner.name, "shards"), {**pod_base, "containers": [worker]})
+    indexed = _job(owner, spec, dns_name(owner.name, "shards"), [worker], volumes=volumes)
     indexed["spec"] |= {"completionMode": "Indexed", "completions": spec.shards, "parallelism": spec.shards}
     merge = _container(
         "merge",
@@ -237,10 +238,5 @@ def sharded_jobs(
     merge["volumeMounts"] += rw_input
     publish = _container("publish", image, publish_args(owner, spec, f"{WORK}/out", input_path), spec)
     publish["volumeMounts"] += rw_input
-    merger = _job(
-        owner,
-        spec,
-        dns_name(owner.name, "merge"),
-        {**pod_base, "initContainers": [merge], "containers": [publish]},
-    )
+    merger = _job(owner, spec, dns_name(owner.name, "merge"), [publish], init=[merge], volumes=volumes)
     return indexed, merger

@@ -12,12 +12,11 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes import client, config
 
 from quartermaster.api.crdgen import GROUP, VERSION
 from quartermaster.operator import metrics
 from quartermaster.operator.catalogs import reconcile_catalog
-from quartermaster.operator.kube import Kube
+from quartermaster.operator.kube import Kube, load_api_client
 from quartermaster.operator.objects import Owner
 from quartermaster.operator.outcome import Outcome
 from quartermaster.operator.pools import PoolReconciler
@@ -25,14 +24,6 @@ from quartermaster.operator.queryclusterjobs import QueryClusterJobReconciler
 from quartermaster.operator.settings import OperatorSettings
 
 TIMER_SECONDS = 5.0
-
-
-def _api_client() -> client.ApiClient:
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()  # type: ignore[no-untyped-call, no-any-return]
 
 
 @kopf.on.startup()
@@ -54,7 +45,7 @@ def configure(
     if cfg.peering:
         settings.peering.name = cfg.peering
         settings.peering.mandatory = True
-    kube = Kube(_api_client())
+    kube = Kube(load_api_client())
     memo.settings = cfg
     memo.kube = kube
     memo.pools = PoolReconciler(kube, cfg)
@@ -119,15 +110,27 @@ def pool_changed(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
+    _reconcile_pool(body, spec, status, meta, patch, memo, timer=False)
+
+
+def _reconcile_pool(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    *,
+    timer: bool,
+) -> None:
     pools: PoolReconciler = memo.pools
-    outcome = pools.reconcile(
-        _owner("InferencePool", body),
-        dict(spec),
-        dict(status),
-        int(meta.get("generation", 0)),
-        timer=False,
-        now=_now(),
-    )
+    owner, generation, now = _owner("InferencePool", body), int(meta.get("generation", 0)), _now()
+    if timer:
+        due = pools.due(owner, dict(spec), dict(status), generation, now)
+        if due is None:
+            return
+        timer = due
+    outcome = pools.reconcile(owner, dict(spec), dict(status), generation, timer=timer, now=now)
     _finish("InferencePool", outcome, body, patch, status)
 
 
@@ -141,16 +144,7 @@ def pool_tick(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    pools: PoolReconciler = memo.pools
-    now = _now()
-    owner = _owner("InferencePool", body)
-    due = pools.due(owner, dict(spec), dict(status), int(meta.get("generation", 0)), now)
-    if due is None:
-        return
-    outcome = pools.reconcile(
-        owner, dict(spec), dict(status), int(meta.get("generation", 0)), timer=due, now=now
-    )
-    _finish("InferencePool", outcome, body, patch, status)
+    _reconcile_pool(body, spec, status, meta, patch, memo, timer=True)
 
 
 # -- QueryClusterJob ------------------------------------------------------------------------------------
@@ -191,8 +185,4 @@ def job_tick(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    current = dict(status)
-    finished = current.get("phase") in ("Succeeded", "Failed")
-    if finished and current.get("observedGeneration") == meta.get("generation"):
-        return
-    _reconcile_job(body, spec, status, meta, patch, memo)
+    _reconcile_job(body, spec, status, meta, patch, memo)  # finished runs come back unchanged

@@ -12,7 +12,7 @@ import json
 import logging
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
@@ -32,6 +32,15 @@ def applied_hash(obj: dict[str, Any]) -> str:
     meta["annotations"] = annotations
     canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the current kubeconfig (``KUBECONFIG``)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()  # type: ignore[no-untyped-call, no-any-return]
 
 
 class Kube:
