@@ -13,7 +13,6 @@ import os
 import pathlib
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from kubernetes import client, config
 from quartermaster.api.crdgen import GROUP, VERSION
 from quartermaster.localcluster import binaries
 from quartermaster.localcluster.launcher import LocalCluster, free_port
+from quartermaster.localcluster.operatorprocess import spawn_operator
 
 T = TypeVar("T")
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -141,24 +141,14 @@ class OperatorProcess:
     health_port: int = field(default_factory=free_port)
 
     def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "QM_METRICS_PORT": str(self.metrics_port),
-            "QM_HEALTH_PORT": str(self.health_port),
-            "QM_LOG_FORMAT": "text",
-            "QM_ALLOW_FILE_URLS": "true",
-            **self.env,
-        }
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "quartermaster.cli", "operator", "run", "-n", self.namespace],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO_ROOT,
+        self.proc = spawn_operator(
+            self.kubeconfig,
+            self.namespace,
+            self.log_path,
+            metrics_port=str(self.metrics_port),
+            health_port=str(self.health_port),
+            allow_file_urls="true",
         )
-        log.close()
 
     def kill(self) -> None:
         """SIGKILL: no graceful shutdown, as when a node dies mid-apply."""
@@ -215,6 +205,15 @@ class Resources:
 
     def status(self, plural: str, name: str) -> dict[str, Any]:
         return dict(self.get(plural, name).get("status") or {})
+
+    def in_phase(self, plural: str, name: str, wanted: str) -> Callable[[], dict[str, Any] | None]:
+        """A ``wait_for`` probe: the status once ``status.phase == wanted``."""
+
+        def probe() -> dict[str, Any] | None:
+            status = self.status(plural, name)
+            return status if status.get("phase") == wanted else None
+
+        return probe
 
 
 @pytest.fixture

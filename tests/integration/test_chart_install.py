@@ -13,9 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
-import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +22,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from quartermaster.localcluster.launcher import free_port
 from quartermaster.localcluster.nodes import POOL_LABEL
+from quartermaster.localcluster.operatorprocess import spawn_operator
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quartermaster"
@@ -242,12 +242,6 @@ def test_namespaced_install_with_replicas_uses_roles_and_a_kopf_peering(
     wait_for(lambda: gone(lambda: rbac.read_cluster_role(f"{full}-framework")), what="ClusterRole deleted")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def forbidden_lines(log: pathlib.Path) -> list[str]:
     return [line[:400] for line in log.read_text().splitlines() if "forbidden" in line.lower()]
 
@@ -312,21 +306,8 @@ def test_the_operator_works_with_exactly_the_charts_rbac(
     pools = [d["metadata"]["name"] for d in docs if d["kind"] == "InferencePool"]
     assert pools, "examples/ has no InferencePool"
 
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(sa_kubeconfig),
-        "QM_METRICS_PORT": str(free_port()),
-        "QM_HEALTH_PORT": str(free_port()),
-        "QM_LOG_FORMAT": "text",
-    }
     log_path = tmp_path / "operator.log"
-    with log_path.open("w") as log:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "quartermaster.cli", "operator", "run", "--namespace", namespace],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    operator = spawn_operator(sa_kubeconfig, namespace, log_path, metrics_port=str(free_port()))
     try:
         subprocess.run(
             [str(bin_dir / "kubectl"), "--kubeconfig", str(kubeconfig), "-n", namespace, "apply", "-f",

@@ -77,10 +77,7 @@ def test_inline_clustering_feeds_an_inference_pool_and_its_router_config(
     pool["spec"] |= {"classesFrom": "banking", "autoApply": True, "budgetPerHour": 500}
     resources.create("inferencepools", pool)
 
-    def applied() -> dict[str, Any] | None:
-        got: dict[str, Any] = resources.status("inferencepools", pool["metadata"]["name"])
-        return got if got.get("phase") == "Applied" else None
-
+    applied = resources.in_phase("inferencepools", pool["metadata"]["name"], "Applied")
     pool_status = wait_for(applied, timeout=120, what="pool planned from the clustering Applied")
     classes = {c["name"] for c in pool_status["plan"]["classes"]}
     assert len([c for c in classes if c.startswith("cluster-")]) == status["clustersKept"]

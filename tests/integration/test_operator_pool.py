@@ -26,14 +26,6 @@ def owned_deployments(api_client: client.ApiClient, namespace: str, pool: str) -
     return {d.metadata.name: d for d in items}
 
 
-def phase(resources: Any, plural: str, name: str, wanted: str) -> Callable[[], dict[str, Any] | None]:
-    def probe() -> dict[str, Any] | None:
-        status: dict[str, Any] = resources.status(plural, name)
-        return status if status.get("phase") == wanted else None
-
-    return probe
-
-
 def apply_examples(resources: Any, example: Example, **pool_spec: Any) -> dict[str, Any]:
     resources.create("modelcatalogs", example("catalog.yaml"))
     pool = example("pool.yaml")
@@ -51,7 +43,7 @@ def test_pool_plans_and_applies_deployments_on_the_planned_gpu_pools(
 ) -> None:
     pool = apply_examples(resources, example)
     name = pool["metadata"]["name"]
-    status = wait_for(phase(resources, "inferencepools", name, "Applied"), timeout=90, what="pool Applied")
+    status = wait_for(resources.in_phase("inferencepools", name, "Applied"), timeout=90, what="pool Applied")
 
     plan = status["plan"]
     planned = {d["name"]: d for d in plan["deployments"]}
@@ -98,7 +90,7 @@ def test_spec_change_replans_and_patches_the_deployments(
 ) -> None:
     pool = apply_examples(resources, example)
     name = pool["metadata"]["name"]
-    before = wait_for(phase(resources, "inferencepools", name, "Applied"), timeout=90, what="first plan")
+    before = wait_for(resources.in_phase("inferencepools", name, "Applied"), timeout=90, what="first plan")
     classes = [{**c, "rate": c["rate"] * 4} for c in pool["spec"]["classes"]]
     patched = resources.patch("inferencepools", name, {"spec": {"classes": classes, "budgetPerHour": 500}})
 
@@ -129,14 +121,14 @@ def test_impossible_budget_is_infeasible_and_leaves_running_deployments_alone(
 ) -> None:
     pool = apply_examples(resources, example)
     name = pool["metadata"]["name"]
-    wait_for(phase(resources, "inferencepools", name, "Applied"), timeout=90, what="first plan applied")
+    wait_for(resources.in_phase("inferencepools", name, "Applied"), timeout=90, what="first plan applied")
     before = {
         n: (d.metadata.resource_version, d.spec.replicas)
         for n, d in owned_deployments(api_client, namespace, name).items()
     }
 
     resources.patch("inferencepools", name, {"spec": {"budgetPerHour": 0.5}})
-    status = wait_for(phase(resources, "inferencepools", name, "Infeasible"), timeout=90, what="Infeasible")
+    status = wait_for(resources.in_phase("inferencepools", name, "Infeasible"), timeout=90, what="Infeasible")
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Infeasible"]["status"] == "True"
     assert conditions["BudgetExceeded"]["status"] == "True"
@@ -158,7 +150,7 @@ def test_deleting_the_pool_garbage_collects_what_it_owned(
 ) -> None:
     pool = apply_examples(resources, example)
     name = pool["metadata"]["name"]
-    status = wait_for(phase(resources, "inferencepools", name, "Applied"), timeout=90, what="pool Applied")
+    status = wait_for(resources.in_phase("inferencepools", name, "Applied"), timeout=90, what="pool Applied")
     core = client.CoreV1Api(api_client)
     assert owned_deployments(api_client, namespace, name)
     resources.delete("inferencepools", name)
@@ -191,7 +183,7 @@ def test_auto_apply_false_only_reports_the_plan_and_the_diff(
 ) -> None:
     pool = apply_examples(resources, example, autoApply=False)
     name = pool["metadata"]["name"]
-    status = wait_for(phase(resources, "inferencepools", name, "Planned"), timeout=90, what="pool Planned")
+    status = wait_for(resources.in_phase("inferencepools", name, "Planned"), timeout=90, what="pool Planned")
     assert owned_deployments(api_client, namespace, name) == {}
     pending = {c["deployment"]: c for c in status["pendingChanges"]}
     assert set(pending) == {d["name"] for d in status["plan"]["deployments"]}
@@ -208,7 +200,7 @@ def test_steady_state_reconciles_write_nothing(
 ) -> None:
     pool = apply_examples(resources, example)
     name = pool["metadata"]["name"]
-    status = wait_for(phase(resources, "inferencepools", name, "Applied"), timeout=90, what="pool Applied")
+    status = wait_for(resources.in_phase("inferencepools", name, "Applied"), timeout=90, what="pool Applied")
     core = client.CoreV1Api(api_client)
 
     def versions() -> dict[str, str]:
@@ -237,7 +229,7 @@ def test_metrics_and_liveness_endpoints_report_the_plans(
 ) -> None:
     pool = apply_examples(resources, example, autoApply=False)
     status = wait_for(
-        phase(resources, "inferencepools", pool["metadata"]["name"], "Planned"), timeout=90, what="plan"
+        resources.in_phase("inferencepools", pool["metadata"]["name"], "Planned"), timeout=90, what="plan"
     )
 
     def scrape() -> str | None:

@@ -34,11 +34,11 @@ def test_killing_the_operator_mid_apply_converges_without_duplicates_or_orphans(
     operator.kill()
     operator.start()
 
-    def applied() -> dict[str, Any] | None:
-        status: dict[str, Any] = resources.status("inferencepools", name)
-        return status if status.get("phase") == "Applied" else None
-
-    status = wait_for(applied, timeout=120, what="pool Applied after the restart")
+    status = wait_for(
+        resources.in_phase("inferencepools", name, "Applied"),
+        timeout=120,
+        what="pool Applied after the restart",
+    )
     planned = sorted(d["name"] for d in status["plan"]["deployments"])
     live = sorted(d.metadata.name for d in apps.list_namespaced_deployment(namespace).items)
     assert live == planned  # nothing duplicated, nothing orphaned

@@ -15,7 +15,6 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -25,6 +24,7 @@ from rich.table import Table
 
 from quartermaster.localcluster.binaries import REPO_ROOT, ensure_built
 from quartermaster.localcluster.launcher import LocalCluster, pid_alive
+from quartermaster.localcluster.operatorprocess import spawn_operator
 
 NAMESPACE = "demo"
 SHARED_QUERIES = REPO_ROOT.parent / "shared" / "data" / "queries" / "banking77.parquet"
@@ -144,12 +144,7 @@ def run_demo(state_dir: pathlib.Path) -> None:
     )
     console.rule("Operator")
     log_path = state_dir / "logs" / "operator.log"
-    operator_env = {**env, "QM_ALLOW_FILE_URLS": "true", "QM_LOG_FORMAT": "text", "QM_METRICS_PORT": "0"}
-    with log_path.open("ab") as log:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "quartermaster.cli", "operator", "run", "-n", NAMESPACE],
-            env=operator_env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    operator = spawn_operator(cluster.kubeconfig, NAMESPACE, log_path, allow_file_urls="true")
     console.print(f"operator running (pid {operator.pid}), log: {log_path}")
     try:
         docs = _manifests()
