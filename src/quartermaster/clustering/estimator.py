@@ -15,7 +15,7 @@ unsharded result exactly):
 4. :mod:`~.trim` — keep the largest clusters up to a coverage target and/or a minimum size.
 
 Cluster ids are ordered by representative row index. Peak memory is ``O(n d + cell_size^2)``: the input, one
-float32 normalised copy, and one cell block at a time.
+float32 normalised copy (none when the input already holds float32 unit rows), and one cell block at a time.
 """
 
 from __future__ import annotations
@@ -192,10 +192,11 @@ class GuardrailedClustering:
         alpha, cc_params = self._validated()
         t0 = time.perf_counter()
         X_in = np.asarray(X) if not isinstance(X, np.ndarray) else X
-        X32, norms = normalized_float32(X_in)  # validates shape, finiteness and norms
+        # validates shape, finiteness and norms; unit float32 input is used without a copy
+        X32, norms, norm_error = normalized_float32(X_in, reuse_unit=True)
         vectors = Vectors(unit32=X32, raw=X_in, norms=norms)
         n, d = X32.shape
-        margin = float32_margin(d)
+        margin = float32_margin(d, norm_error)
         parts = partition_rows(self._attribute_columns(attributes, n), n)
         t_valid = time.perf_counter()
 

@@ -4,7 +4,10 @@ The guarantee is checked in float64 (``cos >= alpha - FLOAT64_TOLERANCE``, see :
 clustering computes similarities in float32 (BLAS / faiss). With ``u = 2**-24`` and unit vectors whose
 components carry at most two float32 roundings each, a float32 dot product of dimension ``d`` differs from
 the exact cosine by at most about ``(d + 4) u`` (``gamma_d`` for the summation plus the rounding of both
-vectors). :func:`float32_margin` is more than twice that bound. A pair is therefore
+vectors). Rows that are already unit float32 vectors up to ``e = max |norm - 1|`` are used as they are: the
+product of their exact components is then within ``gamma_d (1 + e)^2`` of ``a.b``, and ``a.b`` is within
+``2e + e^2`` of the cosine. :func:`float32_margin` is more than twice the first bound plus ``3e``. A pair is
+therefore
 
 * certainly inside the ball when ``s32 >= alpha + margin`` (its exact cosine is > alpha),
 * certainly outside when ``s32 < alpha - margin``,
@@ -37,9 +40,15 @@ ACCEPT_TOLERANCE = FLOAT64_TOLERANCE / 2
 _U32 = 2.0**-24
 
 
-def float32_margin(d: int) -> float:
-    """Twice the worst-case error of a float32 cosine between rounded unit vectors of dimension ``d``."""
-    return 2.0 * (d + 2 * math.ceil(math.log2(max(d, 2))) + 16) * _U32
+def float32_margin(d: int, norm_error: float = 0.0) -> float:
+    """Bound on the error of a float32 cosine of dimension ``d``, with slack (see the module docstring).
+
+    ``norm_error`` is ``max |norm - 1|`` of float32 rows used without normalising them (0 for a normalised
+    copy): ``|fl(a.b) - cos| <= gamma_d (1 + e)^2 + 2e + e^2``, covered by adding ``3e`` for ``e <= 1e-3``.
+    """
+    if not 0.0 <= norm_error <= 1e-3:
+        raise ValueError(f"norm_error={norm_error} must be in [0, 1e-3]; normalise the rows instead")
+    return 2.0 * (d + 2 * math.ceil(math.log2(max(d, 2))) + 16) * _U32 + 3.0 * norm_error
 
 
 @dataclass(frozen=True)

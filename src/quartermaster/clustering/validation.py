@@ -2,8 +2,9 @@
 
 Embeddings must be a 2-D matrix of finite values with non-zero rows; cosine similarity then is the dot
 product of the L2-normalised rows. Norms are computed in float64 per chunk, so every component of the float32
-copy is within two float32 roundings of the exact unit vector (this bounds the float32 similarity error, see
-:mod:`quartermaster.clustering.similarity`).
+copy is within two float32 roundings of the exact unit vector; already-normalised float32 input is used
+without a copy and its measured norm error widens the margin instead (this bounds the float32 similarity
+error, see :mod:`quartermaster.clustering.similarity`).
 
 Invalid rows (NaN/inf, zero norm) are either an error naming the counts and the fix, or — with
 ``drop_invalid`` — removed and reported by :class:`InvalidRows`.
@@ -21,6 +22,7 @@ from quartermaster.clustering.errors import ClusteringInputError
 
 __all__ = [
     "CHUNK_ROWS",
+    "UNIT_NORM_TOLERANCE",
     "InvalidRows",
     "check_alpha",
     "find_invalid_rows",
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows processed per chunk when scanning or normalising (bounds temporary float64 memory to ~50 MB at d=384).
 CHUNK_ROWS = 16384
+#: A float32 input whose row norms all lie within this of 1 is clustered without a normalised copy.
+UNIT_NORM_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -141,14 +145,22 @@ def raise_for_invalid(invalid: InvalidRows, n_rows: int) -> None:
     )
 
 
-def normalized_float32(X: object) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
-    """Unit rows as a new C-contiguous float32 matrix, and the float64 norms of the input rows.
+def normalized_float32(
+    X: object, *, reuse_unit: bool = False
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], float]:
+    """Unit rows as float32, the float64 norms of the input rows, and the norm error of the unit rows.
+
+    Normally the unit rows are a new C-contiguous float32 copy (norm error 0: every component is within two
+    float32 roundings of the exact unit vector). With ``reuse_unit``, a C-contiguous float32 input whose row
+    norms are all within :data:`UNIT_NORM_TOLERANCE` of 1 (embedding models usually return normalised
+    vectors) is used as it is — no copy, no page faults for a second ``n x d`` matrix — and the third value is
+    ``max |norm - 1|``, which :func:`~quartermaster.clustering.similarity.float32_margin` adds to the
+    similarity error bound.
 
     Raises :class:`ClusteringInputError` when a row is non-finite or has zero norm.
     """
     arr = _as_matrix(X)
     n, d = arr.shape
-    out = np.empty((n, d), dtype=np.float32)
     all_norms = np.empty(n, dtype=np.float64)
     for start in range(0, n, CHUNK_ROWS):
         block = arr[start : start + CHUNK_ROWS]
@@ -156,9 +168,17 @@ def normalized_float32(X: object) -> tuple[npt.NDArray[np.float32], npt.NDArray[
         if not (np.isfinite(norms).all() and (norms > 0.0).all()):
             raise_for_invalid(find_invalid_rows(arr), n)
         all_norms[start : start + len(block)] = norms
+    if reuse_unit and arr.dtype == np.float32 and arr.flags.c_contiguous:
+        error = float(np.abs(all_norms - 1.0).max())
+        if error <= UNIT_NORM_TOLERANCE:
+            return arr, all_norms, error
+    out = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, CHUNK_ROWS):
+        block = arr[start : start + CHUNK_ROWS]
+        norms = all_norms[start : start + len(block)]
         if block.dtype == np.float32:
             # Two float32 roundings per component (1/norm and the product): within the similarity margin.
             np.multiply(block, (1.0 / norms).astype(np.float32)[:, None], out=out[start : start + len(block)])
         else:
             out[start : start + len(block)] = np.asarray(block, dtype=np.float64) / norms[:, None]
-    return out, all_norms
+    return out, all_norms, 0.0

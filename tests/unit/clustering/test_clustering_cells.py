@@ -18,7 +18,7 @@ from quartermaster.clustering.validation import normalized_float32
 def test_cells_partition_rows_with_bounded_size(
     blobs: Callable[..., npt.NDArray[np.float32]], n: int, cell_size: int, seed: int
 ) -> None:
-    X, _ = normalized_float32(blobs(n, 12, k=7, spread=0.5, seed=seed))
+    X, _, _ = normalized_float32(blobs(n, 12, k=7, spread=0.5, seed=seed))
     rows = np.arange(n, dtype=np.int64)
     cells = split_into_cells(X, rows, cell_size=cell_size, niter=5, max_points_per_centroid=32, seed=seed)
     members = np.concatenate(cells.members)
@@ -30,7 +30,7 @@ def test_cells_partition_rows_with_bounded_size(
 
 
 def test_identical_rows_are_chunked() -> None:
-    X, _ = normalized_float32(np.ones((1000, 4), dtype=np.float32))
+    X, _, _ = normalized_float32(np.ones((1000, 4), dtype=np.float32))
     rows = np.arange(1000, dtype=np.int64)
     cells = split_into_cells(X, rows, cell_size=100, niter=5, max_points_per_centroid=32, seed=0)
     assert sum(m.size for m in cells.members) == 1000
@@ -38,7 +38,7 @@ def test_identical_rows_are_chunked() -> None:
 
 
 def test_split_is_deterministic_for_a_seed(blobs: Callable[..., npt.NDArray[np.float32]]) -> None:
-    X, _ = normalized_float32(blobs(5000, 16, k=9, seed=1))
+    X, _, _ = normalized_float32(blobs(5000, 16, k=9, seed=1))
     rows = np.arange(5000, dtype=np.int64)
     a = split_into_cells(X, rows, cell_size=300, niter=5, max_points_per_centroid=32, seed=3)
     b = split_into_cells(X, rows, cell_size=300, niter=5, max_points_per_centroid=32, seed=3)

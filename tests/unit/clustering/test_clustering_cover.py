@@ -16,7 +16,7 @@ from quartermaster.clustering.validation import normalized_float32
 
 
 def _vectors(X: npt.NDArray[np.floating]) -> Vectors:
-    unit, norms = normalized_float32(X)
+    unit, norms, _ = normalized_float32(X)
     return Vectors(unit32=unit, raw=X, norms=norms)
 
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from quartermaster.clustering import GuardrailedClustering
+from quartermaster.clustering.validation import UNIT_NORM_TOLERANCE, normalized_float32
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -117,3 +118,49 @@ def test_trimming_keeps_largest_clusters_up_to_coverage(
 
     by_size = GuardrailedClustering(0.7, min_cluster_size=3, random_state=0).fit(X)
     assert ((by_size.cluster_sizes_ >= 3) == ~by_size.cluster_trimmed_).all()
+
+
+@SETTINGS
+@given(
+    n=st.integers(2, 200),
+    d=st.integers(2, 64),
+    alpha=st.floats(0.3, 0.99),
+    norm_error=st.sampled_from([0.0, 1e-7, 1e-5, 9e-5]),
+    cell_size=st.sampled_from([4, 32, 1024]),
+    seed=st.integers(0, 2**16),
+)
+def test_guarantee_holds_for_near_unit_float32_rows_used_without_a_copy(
+    check_guarantee: Callable[..., float],
+    n: int,
+    d: int,
+    alpha: float,
+    norm_error: float,
+    cell_size: int,
+    seed: int,
+) -> None:
+    """Rows at cosine alpha +- a few 1e-6 from an anchor, stored as float32 with norms 1 +- norm_error: the
+    estimator clusters them in place (no normalised copy) and must still decide every pair exactly."""
+    rng = np.random.default_rng(seed)
+    anchor = rng.standard_normal(d)
+    anchor /= np.linalg.norm(anchor)
+    ortho = rng.standard_normal((n, d))
+    ortho -= np.outer(ortho @ anchor, anchor)
+    ortho /= np.maximum(np.linalg.norm(ortho, axis=1, keepdims=True), 1e-300)
+    cos = np.clip(alpha + rng.uniform(-5e-6, 5e-6, size=n), -1.0, 1.0)
+    X = cos[:, None] * anchor + np.sqrt(1.0 - cos**2)[:, None] * ortho
+    X[0] = anchor
+    X *= 1.0 + norm_error * rng.choice([-1.0, 1.0], size=(n, 1))
+    X32 = X.astype(np.float32)
+    assert np.abs(np.linalg.norm(X32.astype(np.float64), axis=1) - 1.0).max() <= UNIT_NORM_TOLERANCE
+    unit, _, used_error = normalized_float32(X32, reuse_unit=True)
+    assert unit is X32 and used_error <= UNIT_NORM_TOLERANCE
+    est = GuardrailedClustering(alpha, cell_size=cell_size, random_state=seed).fit(X32)
+    check_guarantee(X32, est.labels_, est.representatives_, alpha)
+
+
+def test_rows_that_are_not_unit_are_normalised_into_a_copy() -> None:
+    X = np.full((3, 4), 0.5, dtype=np.float32) * np.array([[1.0], [1.001], [1.0]], dtype=np.float32)
+    unit, norms, error = normalized_float32(X, reuse_unit=True)
+    assert unit is not X and error == 0.0
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-6)
+    assert np.allclose(norms, [1.0, 1.001, 1.0])
