@@ -153,7 +153,8 @@ def test_guarantee_holds_for_near_unit_float32_rows_used_without_a_copy(
     X32 = X.astype(np.float32)
     assert np.abs(np.linalg.norm(X32.astype(np.float64), axis=1) - 1.0).max() <= UNIT_NORM_TOLERANCE
     unit, _, used_error = normalized_float32(X32, reuse_unit=True)
-    assert unit is X32 and used_error <= UNIT_NORM_TOLERANCE
+    assert unit is X32
+    assert used_error <= UNIT_NORM_TOLERANCE
     est = GuardrailedClustering(alpha, cell_size=cell_size, random_state=seed).fit(X32)
     check_guarantee(X32, est.labels_, est.representatives_, alpha)
 
@@ -161,6 +162,7 @@ def test_guarantee_holds_for_near_unit_float32_rows_used_without_a_copy(
 def test_rows_that_are_not_unit_are_normalised_into_a_copy() -> None:
     X = np.full((3, 4), 0.5, dtype=np.float32) * np.array([[1.0], [1.001], [1.0]], dtype=np.float32)
     unit, norms, error = normalized_float32(X, reuse_unit=True)
-    assert unit is not X and error == 0.0
+    assert unit is not X
+    assert error == 0.0
     assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-6)
     assert np.allclose(norms, [1.0, 1.001, 1.0])
