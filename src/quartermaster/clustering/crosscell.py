@@ -5,12 +5,14 @@ rows that would cover it sit in the neighbouring cell. This pass is a *reverse d
 representatives of one partition (attribute-pure, so attributes are always identical):
 
 1. Candidates. Every row of a cluster of at most ``max_size`` rows (the only clusters this pass may remove)
-   probes its ``nprobe`` nearest cells (by centroid, among its cell's neighbours) of an inverted file that
-   files each representative under its nearest cell, and keeps its ``neighbors`` most similar
-   representatives (exact faiss k-NN per probed cell). Representatives are searched first; the other members
-   only for clusters whose representative found an alternative. Every candidate pair is checked with the
-   exact ball test :func:`~quartermaster.clustering.similarity.decide_pairs` (``cos >= alpha``); failing
-   candidates are discarded.
+   needs alternatives. Representatives of those clusters probe their ``nprobe`` nearest cells (by centroid,
+   among their cell's neighbours) of an inverted file that files each representative under its nearest cell,
+   and keep their ``neighbors`` most similar representatives (exact top-k per probed cell). The other members
+   matter only for clusters whose representative found an alternative: they score their representative's
+   candidates (one small product per cluster — neighbours of a row are mostly neighbours of its
+   representative), and only members left without any are searched like representatives. Every candidate
+   pair is checked with the exact ball test :func:`~quartermaster.clustering.similarity.decide_pairs`
+   (``cos >= alpha``); failing candidates are discarded.
 2. Reverse delete. Representatives of those clusters are visited from the smallest cluster up. A
    representative ``r`` is dropped only if *every* current member of ``r`` (``r`` itself and rows moved into
    ``r`` earlier included) has another live candidate; each member then moves to one, preferring
@@ -30,7 +32,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -87,7 +88,7 @@ def _search_probed(
     """Each query row's ``k`` most similar representatives among those filed under its probed cells.
 
     An inverted-file search done per probed cell: all queries probing cell ``j`` are scored at once against
-    the representatives filed under ``j`` (exact faiss k-NN), then each row keeps its best ``k`` overall.
+    the representatives filed under ``j`` (exact top-k), then each row keeps its best ``k`` overall.
     """
     n_q, p = probes.shape
     slot_cand = np.full((n_q, p * k), -1, dtype=np.int64)
@@ -103,12 +104,13 @@ def _search_probed(
         qi, slot = entries // p, entries % p
         pool = rep_order[rep_bounds[j] : rep_bounds[j + 1]]
         kk = min(k, pool.size)
-        dist, idx = faiss.knn(
-            np.ascontiguousarray(X32[rows[q_pos[qi]]]),
-            np.ascontiguousarray(X32[reps[pool]]),
-            kk,
-            metric=faiss.METRIC_INNER_PRODUCT,
-        )
+        scores = X32[rows[q_pos[qi]]] @ X32[reps[pool]].T
+        # exact top-kk per query, unordered: the slots are sorted once at the end
+        if kk < pool.size:
+            idx = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+            dist = np.take_along_axis(scores, idx, axis=1)
+        else:
+            idx, dist = np.broadcast_to(np.arange(kk), scores.shape), scores
         cols = slot[:, None] * k + np.arange(kk)
         slot_cand[qi[:, None], cols] = pool[idx]
         slot_sims[qi[:, None], cols] = dist
@@ -129,8 +131,9 @@ def _candidates(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Verified candidate representative positions per row (``-1`` = none) and their float32 similarity.
 
-    Phase 1 searches for the representatives of droppable clusters; phase 2 for the other members of those
-    droppable clusters whose representative found an alternative (the others cannot be dropped anyway).
+    Phase 1 searches for the representatives of droppable clusters; phase 2 shortlists, then searches, the
+    other members of those droppable clusters whose representative found an alternative (the others cannot
+    be dropped anyway).
     """
     cell_of = np.empty(rows.size, dtype=np.int64)
     for c, members in enumerate(cells.members):
@@ -162,13 +165,30 @@ def _candidates(
         cand[pos], sims[pos] = _search_probed(X32, rows, reps, rep_home, pos, probes, k)
         verify(pos)
 
+    def shortlist(pos: npt.NDArray[np.int64]) -> None:
+        """Members try their representative's candidates first (one small product per cluster)."""
+        pos = pos[np.argsort(rep_pos[pos], kind="stable")]
+        for chunk in np.split(pos, np.flatnonzero(np.diff(rep_pos[pos])) + 1):
+            r = int(rep_pos[chunk[0]])
+            short = cand[rep_rows_pos[r]]
+            short = short[(short >= 0) & (short != r)]
+            if short.size:
+                scores = X32[rows[chunk]] @ X32[reps[short]].T
+                order = np.argsort(-scores, axis=1, kind="stable")
+                cand[chunk, : short.size] = short[order]
+                sims[chunk, : short.size] = np.take_along_axis(scores, order, axis=1)
+        verify(pos)
+
     phase1 = rep_rows_pos[droppable]
     search(phase1)
     has_other = ((cand[phase1] >= 0) & (cand[phase1] != np.flatnonzero(droppable)[:, None])).any(axis=1)
     hopeful = np.zeros(reps.size, dtype=np.bool_)
     hopeful[np.flatnonzero(droppable)[has_other]] = True
     phase2 = np.flatnonzero(hopeful[rep_pos])
-    search(phase2[rows[phase2] != reps[rep_pos[phase2]]])
+    members = phase2[rows[phase2] != reps[rep_pos[phase2]]]
+    if members.size:
+        shortlist(members)
+        search(members[(cand[members] < 0).all(axis=1)])
     return cand, sims
 
 
