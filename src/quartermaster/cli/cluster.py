@@ -26,6 +26,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from quartermaster.clustering.errors import ClusteringError
+from quartermaster.clustering.estimator import DEFAULT_CELL_SIZE
 from quartermaster.clustering.io import write_outputs
 from quartermaster.clustering.pipeline import ClusterConfig, run
 from quartermaster.clustering.shards import ShardBy, merge_outputs, parse_shard
@@ -171,7 +172,7 @@ def run_command(
     cell_size: Annotated[
         int,
         typer.Option(help="Target rows per coarse cell (at most twice this); memory grows with its square."),
-    ] = 1024,
+    ] = DEFAULT_CELL_SIZE,
     cross_cell: Annotated[bool, typer.Option(help="Remove representatives redundant across cells.")] = True,
     reassign: Annotated[bool, typer.Option(help="Move rows to their most similar representative.")] = True,
     drop_invalid: Annotated[

@@ -131,9 +131,9 @@ def _near(centroids: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
 def _centroids(X32: npt.NDArray[np.float32], cells: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
     centroids = np.empty((len(cells), X32.shape[1]), dtype=np.float32)
     for i, cell in enumerate(cells):
-        mean = X32[cell].mean(axis=0, dtype=np.float64)
-        norm = float(np.linalg.norm(mean))
-        centroids[i] = mean / norm if norm > 0 else X32[cell[0]]
+        total = X32[cell].sum(axis=0)  # float32 is plenty for a direction that only guides the search
+        norm = float(np.linalg.norm(total))
+        centroids[i] = total / norm if norm > 0 else X32[cell[0]]
     return centroids
 
 

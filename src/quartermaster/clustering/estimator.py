@@ -39,12 +39,16 @@ from quartermaster.clustering.similarity import Vectors, float32_margin
 from quartermaster.clustering.trim import check_trim, kept_clusters
 from quartermaster.clustering.validation import check_alpha, normalized_float32
 
-__all__ = ["GuardrailedClustering", "ProgressCallback"]
+__all__ = ["DEFAULT_CELL_SIZE", "GuardrailedClustering", "ProgressCallback"]
 
 logger = logging.getLogger(__name__)
 
 #: ``progress(stage, done, total)`` — called as work completes (stages: "cover", "similarity").
 ProgressCallback = Callable[[str, int, int], None]
+
+#: Target rows per cell. Measured on 100k synthetic rows and banking77/CLINC150 at alpha 0.7: 768 needs
+#: 0.0-0.8 % more representatives than 1024 after the cross-cell pass for ~30 % less cover time.
+DEFAULT_CELL_SIZE = 768
 
 # Rows per float64 similarity block in the final pass: small blocks stay in cache (~1.5x faster than 16k).
 _SIMILARITY_CHUNK = 2048
@@ -101,9 +105,9 @@ class GuardrailedClustering:
         alpha: float = 0.7,
         *,
         attributes: Sequence[str] | None = None,
-        cell_size: int = 1024,
+        cell_size: int = DEFAULT_CELL_SIZE,
         beam: int = 3,
-        kmeans_iter: int = 10,
+        kmeans_iter: int = 5,
         kmeans_points_per_centroid: int = 64,
         reassign: bool = True,
         cross_cell: bool = True,

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from quartermaster import __version__
 from quartermaster.clustering.errors import ClusteringInputError
-from quartermaster.clustering.estimator import GuardrailedClustering
+from quartermaster.clustering.estimator import DEFAULT_CELL_SIZE, GuardrailedClustering
 from quartermaster.clustering.io import (
     EXTRA_COLUMNS,
     InputTable,
@@ -63,7 +63,7 @@ class ClusterConfig:
     min_cluster_size: int | None = None
     seed: int = 0
     drop_invalid: bool = False
-    cell_size: int = 1024
+    cell_size: int = DEFAULT_CELL_SIZE
     cross_cell: bool = True
     reassign: bool = True
 
@@ -79,7 +79,7 @@ class ClusterConfig:
         if self.seed < 0:
             raise ClusteringInputError(f"seed={self.seed} must be >= 0")
         if self.cell_size < 2:
-            raise ClusteringInputError(f"cell_size={self.cell_size} must be >= 2 (e.g. 1024)")
+            raise ClusteringInputError(f"cell_size={self.cell_size} must be >= 2 (e.g. {DEFAULT_CELL_SIZE})")
 
     def estimator(self) -> GuardrailedClustering:
         return GuardrailedClustering(
