@@ -39,6 +39,7 @@ from benchmarks.clustering.synthetic import skewed_mixture  # noqa: E402
 from benchmarks.machine import SHARED, describe  # noqa: E402
 
 from quartermaster.clustering import GuardrailedClustering  # noqa: E402
+from quartermaster.clustering.estimator import DEFAULT_CELL_SIZE  # noqa: E402
 from quartermaster.clustering.trim import trimming_curve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -194,6 +195,28 @@ def ablation(quick: bool, seed: int) -> list[dict[str, Any]]:
         ):
             est, seconds = _timed(GuardrailedClustering(alpha, random_state=seed, **kwargs).fit, X)
             out.append({"alpha": alpha, "variant": label, "clusters": est.n_clusters_, "seconds": seconds})
+    return out
+
+
+CELL_SIZES = (384, 512, 768, 1024, 1536)
+
+
+def cell_sizes(quick: bool, seed: int) -> list[dict[str, Any]]:
+    """Time vs representatives over the cell size (the speed/LLM-calls trade-off), alpha 0.7."""
+    out: list[dict[str, Any]] = []
+    inputs = [
+        ("synthetic", skewed_mixture(30_000 if quick else 100_000, seed=seed)),
+        ("banking77", load("banking77")[0]),
+    ]
+    for name, X in inputs:
+        for cell in CELL_SIZES:
+            cpu0 = time.process_time()
+            est, seconds = _timed(GuardrailedClustering(0.7, cell_size=cell, random_state=seed).fit, X)
+            out.append({
+                "dataset": name, "n": X.shape[0], "cell_size": cell, "seconds": seconds,
+                "cpu_seconds": time.process_time() - cpu0, "clusters": est.n_clusters_,
+                "stage_seconds": est.timings_,
+            })  # fmt: skip
     return out
 
 
@@ -477,6 +500,26 @@ def report(results: dict[str, Any], files: list[str], quick: bool) -> str:
             f"| {_fmt(mbk['pct_below_alpha'], 1) if mbk else '-'} "
             f"| {(_fmt(mbk['seconds'] / r['seconds'], 1) + 'x') if mbk else '-'} |"
         )
+    sweep = results.get("cell_sizes", [])
+    if sweep:
+        lines += [
+            "",
+            "## Cell size: seconds vs representatives (alpha = 0.7)",
+            "",
+            f"Smaller cells compare fewer pairs (cover time ~ n x cell size) but see less of each region, so "
+            f"more representatives survive (more LLM calls). Default: {DEFAULT_CELL_SIZE}. `clusters x`: "
+            "clusters / the default's clusters.",
+            "",
+            "| dataset | n | cell size | seconds | CPU seconds | cover s | clusters | clusters x |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        default = {r["dataset"]: r["clusters"] for r in sweep if r["cell_size"] == DEFAULT_CELL_SIZE}
+        for r in sweep:
+            lines.append(
+                f"| {r['dataset']} | {r['n']} | {r['cell_size']} | {r['seconds']:.2f} "
+                f"| {r['cpu_seconds']:.2f} | {r['stage_seconds']['cover']:.2f} | {r['clusters']} "
+                f"| {r['clusters'] / default.get(r['dataset'], r['clusters']):.3f} |"
+            )
     lines += ["", "## Reduction: trimming and LLM calls saved", ""]
     lines += [
         "| dataset@alpha | n | clusters | reduction (100%) | clusters for 90% | reduction (90%) "
@@ -576,7 +619,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker-scale", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--with-mbk", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--only", choices=["real", "ablation", "scale", "reduction", "report"], default=None)
+    parser.add_argument(
+        "--only", choices=["real", "ablation", "scale", "cells", "reduction", "report"], default=None
+    )
     args = parser.parse_args()
     if args.worker_scale is not None:
         print(json.dumps(scale_worker(args.worker_scale, args.seed, args.with_mbk)))
@@ -589,7 +634,8 @@ def main() -> None:
     if args.only and results_path.exists():
         results.update({k: v for k, v in json.loads(results_path.read_text()).items() if k not in results})
     steps = {"real": ("real_data", real_data), "ablation": ("ablation", ablation),
-             "scale": ("scale", scale), "reduction": ("reduction", reduction)}  # fmt: skip
+             "scale": ("scale", scale), "cells": ("cell_sizes", cell_sizes),
+             "reduction": ("reduction", reduction)}  # fmt: skip
     for name, (key, fn) in steps.items():
         if args.only in (None, name):
             t0 = time.perf_counter()
