@@ -37,6 +37,7 @@ FULL = {
     "milp_limit": 600.0,
     # Fewer seeds at the largest sizes so that the whole run fits in about an hour on 2 cores.
     "grid": [((5, 5, 5), 5), ((10, 10, 10), 5), ((15, 15, 15), 3), ((20, 20, 20), 3), ((100, 30, 10), 1)],
+    "unpruned": [((20, 20, 20), 3)],
     "ablation": [((10, 10, 10), 5), ((20, 20, 20), 3)],
     "stress": [((10, 10, 10), 3), ((20, 20, 20), 1)],
     # The 14-day replay runs with the realistic forecast only (the oracle bound on the first day).
@@ -49,6 +50,7 @@ FULL = {
 QUICK = {
     "milp_limit": 60.0,
     "grid": [((5, 5, 5), 2), ((10, 10, 10), 2), ((20, 20, 20), 1)],
+    "unpruned": [((10, 10, 10), 1)],
     "ablation": [((10, 10, 10), 2)],
     "stress": [((10, 10, 10), 1)],
     "rolling": [
@@ -84,6 +86,12 @@ def run(config: dict[str, Any], out: Path, only: set[str] | None, refresh: bool 
         for size, seeds in config["grid"]:
             for seed in range(seeds):
                 results["grid"].append(ex.grid_row(size, seed, DATA, limit, earlier.get((size, seed))))
+                _save(out, results)
+    if wanted("unpruned"):
+        results["unpruned"] = []
+        for size, seeds in config["unpruned"]:
+            for seed in range(seeds):
+                results["unpruned"].append(ex.unpruned_row(size, seed, DATA, limit))
                 _save(out, results)
     if wanted("ablation"):
         results["ablation"] = []
@@ -399,7 +407,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes and limits (minutes)")
-    parser.add_argument("--only", default=None, help="comma-separated: examples,grid,ablation,stress,rolling")
+    parser.add_argument("--only", default=None, help="comma-separated: examples,grid,unpruned,ablation,stress,rolling")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
     parser.add_argument(
         "--refresh-heuristics",

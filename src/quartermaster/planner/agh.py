@@ -307,11 +307,13 @@ def solve_agh(
         )
         return best, AghStats(starts, 0, name, 0, time.perf_counter() > deadline)
     feasible.sort(key=lambda r: r[1].objective())
+    # The kernel search sees the options of every start, so one improved start suffices there.
+    use_kernel = kernel_milp and not ctx.switching
     distinct: list[tuple[str, Allocation]] = []
     for name, st in feasible:
         if all(abs(st.objective() - d.objective()) > 1e-6 for _, d in distinct):
             distinct.append((name, st))
-        if len(distinct) >= improve_best:
+        if len(distinct) >= (1 if use_kernel else improve_best):
             break
     total_moves = 0
     improved: list[tuple[str, Allocation]] = []
@@ -324,11 +326,11 @@ def solve_agh(
         improved.append((name, result))
     improved.sort(key=lambda r: r[1].objective())
     best_name, best = improved[0]
-    if lp_consolidation:
+    if lp_consolidation and not use_kernel:
         best, moves = consolidate(best, deadline, swap_candidates=8)
         total_moves += moves
-    if kernel_milp:
-        better = restricted_milp(best, [r[1] for r in improved[1:]], deadline, seed=seed)
+    if use_kernel:
+        better = restricted_milp(best, [r[1] for r in feasible], deadline, seed=seed)
         if better is not None:
             best, moves = consolidate(better, deadline) if lp_consolidation else (better, 0)
             best_name, total_moves = f"{best_name}+kernel", total_moves + moves + 1

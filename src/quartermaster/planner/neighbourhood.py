@@ -83,10 +83,10 @@ def restricted_milp(
     *,
     seed: int = 0,
     per_class: int = 1,
-    swap_candidates: int = 0,
-    max_nodes: int = 1,
+    swap_candidates: int = 4,
+    max_nodes: int = 10,
     global_top: int = 8,
-    per_model: int = 0,
+    per_model: int = 2,
 ) -> Allocation | None:
     """Solve the MILP over a kernel of options around ``st``; the better allocation or ``None``."""
     ctx = st.ctx
@@ -167,6 +167,11 @@ def restricted_milp(
         ("mip_max_nodes", max_nodes),
         ("mip_rel_gap", 1e-6),
         ("time_limit", float(remaining)),
+        # The kernel is small and AGH's plan is a good incumbent: restarts and the RINS/RENS sub-MIPs
+        # cost most of the root's time here without finding better plans than the reduced-cost sub-MIP.
+        ("mip_allow_restart", False),
+        ("mip_heuristic_run_rins", False),
+        ("mip_heuristic_run_rens", False),
     ):
         highs.setOptionValue(name, setting)
     highs.passModel(lp)
