@@ -33,8 +33,10 @@ EXAMPLES = REPO / "examples"
 Row = dict[str, Any]
 
 
-def instance(size: tuple[int, int, int], seed: int, data_dir: Path, **kwargs: Any) -> Instance:
-    catalog, pool = generate_specs(*size, seed=seed, data_dir=data_dir)
+def instance(
+    size: tuple[int, int, int], seed: int, data_dir: Path, family: str = "default", **kwargs: Any
+) -> Instance:
+    catalog, pool = generate_specs(*size, seed=seed, data_dir=data_dir, family=family)
     return Instance.from_specs(catalog, pool, **kwargs)
 
 
@@ -147,10 +149,12 @@ ABLATIONS: dict[str, tuple[Mechanisms, bool]] = {
 }
 
 
-def ablation_rows(size: tuple[int, int, int], seed: int, data_dir: Path) -> list[Row]:
+def ablation_rows(
+    size: tuple[int, int, int], seed: int, data_dir: Path, family: str = "default"
+) -> list[Row]:
     """GH and AGH with each mechanism switched off; a plan that breaks a constraint counts as infeasible."""
-    full = instance(size, seed, data_dir)
-    wide = instance(size, seed, data_dir, keep_infeasible=True)
+    full = instance(size, seed, data_dir, family)
+    wide = instance(size, seed, data_dir, family, keep_infeasible=True)
     rows = []
     for label, (mech, lp) in ABLATIONS.items():
         inst = wide if not mech.m1 else full
@@ -171,8 +175,10 @@ def ablation_rows(size: tuple[int, int, int], seed: int, data_dir: Path) -> list
             # Judge every plan on the full instance (the real SLOs), independently of the solver.
             violations = verify(full if mech.m1 else wide, plan) if served else ["not all demand served"]
             slo_breaks = [v for v in violations if not isinstance(v, str) and v.constraint in ("C6", "C2")]
+            widest = max((d.gpus_per_replica for d in plan.deployments), default=0)
             rows.append({
-                "size": list(size), "seed": seed, "variant": label, "algo": algo, "cost": plan.objective,
+                "family": family, "size": list(size), "seed": seed, "variant": label, "algo": algo,
+                "cost": plan.objective, "parallel_gpus": widest,
                 "seconds": seconds, "feasible": served and not violations, "slo_violations": len(slo_breaks),
             })  # fmt: skip
     return rows

@@ -38,7 +38,12 @@ FULL = {
     # Fewer seeds at the largest sizes so that the whole run fits in about an hour on 2 cores.
     "grid": [((5, 5, 5), 5), ((10, 10, 10), 5), ((15, 15, 15), 3), ((20, 20, 20), 3), ((100, 30, 10), 1)],
     "unpruned": [((20, 20, 20), 3)],
-    "ablation": [((10, 10, 10), 5), ((20, 20, 20), 3)],
+    "ablation": [
+        ("default", (10, 10, 10), 5),
+        ("default", (20, 20, 20), 3),
+        ("long-context", (10, 10, 10), 5),
+        ("long-context", (20, 20, 20), 3),
+    ],
     "stress": [((10, 10, 10), 3), ((20, 20, 20), 1)],
     # The 14-day replay runs with the realistic forecast only (the oracle bound on the first day).
     "rolling": [
@@ -51,7 +56,7 @@ QUICK = {
     "milp_limit": 60.0,
     "grid": [((5, 5, 5), 2), ((10, 10, 10), 2), ((20, 20, 20), 1)],
     "unpruned": [((10, 10, 10), 1)],
-    "ablation": [((10, 10, 10), 2)],
+    "ablation": [("default", (10, 10, 10), 2), ("long-context", (10, 10, 10), 2)],
     "stress": [((10, 10, 10), 1)],
     "rolling": [
         (ex.RollingCase("ServeGen 1 day", "servegen:m-large,m-mid,m-small", 1.0), ("last", "oracle")),
@@ -95,9 +100,9 @@ def run(config: dict[str, Any], out: Path, only: set[str] | None, refresh: bool 
                 _save(out, results)
     if wanted("ablation"):
         results["ablation"] = []
-        for size, seeds in config["ablation"]:
+        for family, size, seeds in config["ablation"]:
             for seed in range(seeds):
-                results["ablation"].extend(ex.ablation_rows(size, seed, DATA))
+                results["ablation"].extend(ex.ablation_rows(size, seed, DATA, family))
                 _save(out, results)
     if wanted("stress"):
         results["stress"] = []
@@ -249,25 +254,33 @@ def ablation_section(rows: list[dict[str, Any]]) -> list[str]:
         "## Ablation of M1-M3 (and of the LP consolidation added to AGH)",
         "",
         "Cost relative to the full algorithm on the same instance (where both are feasible); infeasible = "
-        "the plan breaks a constraint of the real instance (verify) or leaves required demand unserved.",
+        "the plan breaks a constraint of the real instance (verify) or leaves required demand unserved. "
+        "Two instance families of `quartermaster plan generate` (`--family`): `default` (the grid's) and "
+        "`long-context` (prompts from the top 40 % of the Azure 2023 prompt lengths, TTFT SLOs of 0.5-2 s "
+        "whatever the prompt, the largest architectures first), where prefill time and weight memory decide "
+        "the parallel degree. Max GPUs/replica = the largest TP x PP in the full algorithm's plans.",
         "",
     ]
-    full = {(tuple(r["size"]), r["seed"], r["algo"]): r for r in rows if r["variant"] == "full"}
+    for r in rows:
+        r.setdefault("family", "default")
+    full = {(r["family"], tuple(r["size"]), r["seed"], r["algo"]): r for r in rows if r["variant"] == "full"}
     body = []
-    for variant, algo in dict.fromkeys((r["variant"], r["algo"]) for r in rows):
-        group = [r for r in rows if r["variant"] == variant and r["algo"] == algo]
+    for family, variant, algo in dict.fromkeys((r["family"], r["variant"], r["algo"]) for r in rows):
+        group = [r for r in rows if (r["family"], r["variant"], r["algo"]) == (family, variant, algo)]
         rel = []
         for r in group:
-            base = full.get((tuple(r["size"]), r["seed"], algo))
+            base = full.get((family, tuple(r["size"]), r["seed"], algo))
             if base and base["feasible"] and r["feasible"] and base["cost"] > 0:
                 rel.append(r["cost"] / base["cost"] - 1)
         bad = sum(1 for r in group if not r["feasible"])
+        widest = max((r.get("parallel_gpus", 0) for r in group), default=0)
         body.append([
-            variant, algo.upper(), str(len(group)), f"{bad}/{len(group)}", _pct(_median(rel)),
+            family, variant, algo.upper(), str(len(group)), f"{bad}/{len(group)}", _pct(_median(rel)),
             _pct(max(rel) if rel else None), f"{statistics.median(r['seconds'] for r in group):.3f}",
+            str(widest) if variant == "full" and widest else "",
         ])  # fmt: skip
-    header = ["variant", "algo", "runs", "infeasible", "median cost vs full", "max cost vs full", "median s"]
-    return [*lines, *table(header, body, left=2), ""]
+    header = ["family", "variant", "algo", "runs", "infeasible", "median cost vs full", "max cost vs full"]
+    return [*lines, *table([*header, "median s", "max GPUs/replica"], body, left=3), ""]
 
 
 def stress_section(rows: list[dict[str, Any]], out: Path) -> list[str]:
@@ -407,7 +420,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes and limits (minutes)")
-    parser.add_argument("--only", default=None, help="comma-separated: examples,grid,unpruned,ablation,stress,rolling")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated: examples,grid,unpruned,ablation,stress,rolling"
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
     parser.add_argument(
         "--refresh-heuristics",

@@ -208,6 +208,13 @@ def generate(
     ] = None,
     name: Annotated[str, typer.Option("--name", help="InferencePool name.")] = "synthetic",
     data_dir: DataDir = None,
+    family: Annotated[
+        str,
+        typer.Option(
+            "--family",
+            help="Instance family: default, or long-context (long prompts, tight TTFT, largest models).",
+        ),
+    ] = "default",
 ) -> None:
     """Write ModelCatalog + InferencePool manifests of a synthetic instance calibrated on real data."""
     for option, value in (("--classes", classes), ("--models", models), ("--tiers", tiers)):
@@ -215,7 +222,7 @@ def generate(
             fail(f"{option}={value} must be >= 1")
     try:
         catalog, pool = generate_specs(
-            classes, models, tiers, seed=seed, data_dir=data_dir or data_dir_default()
+            classes, models, tiers, seed=seed, data_dir=data_dir or data_dir_default(), family=family
         )
     except PlannerError as exc:
         fail(exc.message)

@@ -10,6 +10,12 @@
 - GPU tiers: node pools over the built-in GPU table (specs and list prices of ``shared/data/gpus``); tiers
   beyond the eight GPU types are the same types at other prices (regions, spot: 0.55-1.3x list).
 
+Families (``family``): ``default`` as above; ``long-context`` keeps every random draw of ``default`` but maps
+them onto a long-prompt, interactive, large-model workload: prompt bands from the top 40 % of the prompt
+distribution, TTFT SLOs of 0.5, 1 or 2 s whatever the prompt length, and the largest architectures first. It
+is the setting in which prefill time and weight memory, not cost per token, decide the parallel degree
+(where the seed's M3 TP upgrade should matter).
+
 Everything is drawn from ``numpy.random.default_rng(seed)``: the same arguments give the same manifests.
 """
 
@@ -29,6 +35,9 @@ from quartermaster.api.classes import API_GROUP_VERSION, QueryClassSpec
 from quartermaster.api.pool import InferencePoolSpec, NodePoolSpec, PlannerSettings, Toleration
 from quartermaster.planner.errors import InvalidSpecError
 from quartermaster.planner.gpus import GPU_TYPES
+
+FAMILIES = ("default", "long-context")
+"""Instance families of :func:`generate_specs`."""
 
 AZURE_TRACES = {
     "code": "traces/AzureLLMInferenceTrace_code_2023.csv",
@@ -140,25 +149,30 @@ def load_token_trace(path: pathlib.Path) -> tuple[npt.NDArray[np.float64], npt.N
     return prompt, output
 
 
-def _classes(n: int, rng: np.random.Generator, data_dir: pathlib.Path) -> list[dict[str, Any]]:
+def _classes(n: int, rng: np.random.Generator, data_dir: pathlib.Path, family: str) -> list[dict[str, Any]]:
     traces = {kind: load_token_trace(data_dir / rel) for kind, rel in AZURE_TRACES.items()}
+    long_context = family == "long-context"
     out = []
     for i in range(n):
         kind = "code" if i % 2 == 0 else "conv"
         prompt, output = traces[kind]
         lo = rng.uniform(0.0, 0.85)
+        if long_context:
+            lo = 0.6 + lo * (0.35 / 0.85)  # same draw, mapped onto the top 40 % of the prompts
         hi = min(1.0, lo + rng.uniform(0.1, 0.3))
         qlo, qhi = np.quantile(prompt, [lo, hi])
         band = (prompt >= qlo) & (prompt <= qhi)
         h = float(np.clip(prompt[band].mean(), 16, 7000))
         f = float(np.clip(output[band].mean(), 4, 1500))
+        ttft_draw = float(rng.choice([1.0, 2.0, 4.0]))
+        ttft = ttft_draw / 2 if long_context else ttft_draw * (1 + h / 4000)
         out.append(
             {
                 "name": f"{kind}-{i}",
                 "rate": round(float(rng.lognormal(mean=np.log(3.0), sigma=0.8)), 3),
                 "prompt_tokens": round(h, 1),
                 "output_tokens": round(f, 1),
-                "ttft_seconds": round(float(rng.choice([1.0, 2.0, 4.0]) * (1 + h / 4000)), 3),
+                "ttft_seconds": round(ttft, 3),
                 "tpot_seconds": float(rng.choice([0.04, 0.06, 0.1])),
                 "difficulty": float(rng.uniform(-0.08, 0.15)),
             }
@@ -166,10 +180,13 @@ def _classes(n: int, rng: np.random.Generator, data_dir: pathlib.Path) -> list[d
     return out
 
 
-def _models(n: int, rng: np.random.Generator) -> list[tuple[Architecture, str, float]]:
-    """``(architecture, name, quality)``: the table first, then fine-tuned variants."""
+def _models(n: int, rng: np.random.Generator, family: str) -> list[tuple[Architecture, str, float]]:
+    """``(architecture, name, quality)``: the table first (largest first in ``long-context``), then
+    fine-tuned variants."""
     picked = []
     base = list(ARCHITECTURES)
+    if family == "long-context":
+        base.reverse()
     for j in range(n):
         arch = base[j % len(base)]
         if j < len(base):
@@ -181,16 +198,27 @@ def _models(n: int, rng: np.random.Generator) -> list[tuple[Architecture, str, f
 
 
 def generate_specs(
-    classes: int, models: int, tiers: int, *, seed: int = 0, data_dir: pathlib.Path | None = None
+    classes: int,
+    models: int,
+    tiers: int,
+    *,
+    seed: int = 0,
+    data_dir: pathlib.Path | None = None,
+    family: str = "default",
 ) -> tuple[ModelCatalogSpec, InferencePoolSpec]:
-    """A synthetic ModelCatalog and InferencePool: ``classes`` classes, ``models`` models, ``tiers`` pools."""
+    """A synthetic ModelCatalog and InferencePool: ``classes`` classes, ``models`` models, ``tiers`` pools
+    (``family``: see the module docstring)."""
     for field, value in (("--classes", classes), ("--models", models), ("--tiers", tiers)):
         if value < 1:
             raise InvalidSpecError(f"{field}={value} must be >= 1", field=field)
+    if family not in FAMILIES:
+        raise InvalidSpecError(
+            f"--family={family!r} is unknown; use one of {', '.join(FAMILIES)}", field="--family"
+        )
     rng = np.random.default_rng(seed)
     data_dir = data_dir or data_dir_default()
-    cls = _classes(classes, rng, data_dir)
-    picked = _models(models, rng)
+    cls = _classes(classes, rng, data_dir, family)
+    picked = _models(models, rng, family)
     errors = np.empty((len(picked), len(cls)))
     for j, (_, _, quality) in enumerate(picked):
         for i, c in enumerate(cls):
