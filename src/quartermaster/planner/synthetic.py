@@ -164,12 +164,13 @@ def _classes(n: int, rng: np.random.Generator, data_dir: pathlib.Path, family: s
         band = (prompt >= qlo) & (prompt <= qhi)
         h = float(np.clip(prompt[band].mean(), 16, 7000))
         f = float(np.clip(output[band].mean(), 4, 1500))
+        rate = round(float(rng.lognormal(mean=np.log(3.0), sigma=0.8)), 3)
         ttft_draw = float(rng.choice([1.0, 2.0, 4.0]))
         ttft = ttft_draw / 2 if long_context else ttft_draw * (1 + h / 4000)
         out.append(
             {
                 "name": f"{kind}-{i}",
-                "rate": round(float(rng.lognormal(mean=np.log(3.0), sigma=0.8)), 3),
+                "rate": rate,
                 "prompt_tokens": round(h, 1),
                 "output_tokens": round(f, 1),
                 "ttft_seconds": round(ttft, 3),
