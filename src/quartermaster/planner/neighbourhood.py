@@ -49,7 +49,7 @@ def kernel(
                 top = cand[np.argsort(-value[cand, i], kind="stable")][:per_class]
                 chosen.update(int(o) for o in top)
     best = allocations[0]
-    if global_top:
+    if global_top or per_model:
         open_options = np.flatnonzero(best.n > 0)
         best_err = ctx.error[open_options].min(axis=0) if len(open_options) else ctx.eps
         over = ctx.error - best_err[None, :]

@@ -171,3 +171,12 @@ def test_bad_manifest_values_and_infeasible_plans(tmp_path: Path) -> None:
     doc["spec"]["classes"][0]["rate"] = -3
     bad.write_text(yaml.safe_dump(doc))
     assert "spec.classes[0].rate" in _bad(["plan", "-f", CATALOG, "-f", str(bad)])
+
+
+def test_generate_long_context_family_and_bad_family() -> None:
+    args = ["plan", "generate", "--classes", "3", "--models", "3", "--tiers", "2", "--seed", "1"]
+    docs = list(yaml.safe_load_all(_ok([*args, "--family", "long-context"])))
+    assert docs[0]["spec"]["models"][0]["name"] == "qwen2-5-72b"  # largest architecture first
+    assert all(c["ttftSeconds"] <= 2.0 for c in docs[1]["spec"]["classes"])
+    out = _bad([*args, "--family", "huge"])
+    assert "--family" in out

@@ -52,3 +52,36 @@ def test_agh_with_kernel_is_no_worse_and_deterministic(data_dir: Path) -> None:
     assert first.is_feasible()
     assert first.objective() <= without.objective() + 1e-9
     assert first.to_solution() == second.to_solution()
+
+
+def test_kernel_holds_every_start_and_same_model_options_on_other_pools(data_dir: Path) -> None:
+    catalog, pool = generate_specs(12, 10, 10, seed=3, data_dir=data_dir)
+    ctx = Context(Instance.from_specs(catalog, pool))
+    best, _ = solve_agh(ctx, seed=3, time_limit=60, kernel_milp=False)
+    other, _ = solve_agh(ctx, seed=4, time_limit=60, kernel_milp=False, lp_consolidation=False)
+    options = ctx.instance.options
+    plain = set(kernel(ctx, [best, other], 0, 0, 0, 0))
+    assert {int(o) for a in (best, other) for o in a.n.nonzero()[0]} <= plain
+    widened = set(kernel(ctx, [best, other], 0, 0, 0, 2))
+    assert plain <= widened
+    open_models = {options[int(o)].model for o in best.n.nonzero()[0]}
+    added = widened - plain
+    assert added, "per_model adds other options (pools, precisions, degrees) of the open models"
+    assert all(options[o].model in open_models for o in added)
+
+
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 10_000), family=st.sampled_from(["default", "long-context"]))
+def test_agh_plans_verify_and_repeat_in_both_families(seed: int, family: str, data_dir: Path) -> None:
+    from quartermaster.planner.errors import InfeasibleError
+    from quartermaster.planner.solve import solve
+
+    catalog, pool = generate_specs(6, 5, 5, seed=seed, data_dir=data_dir, family=family)
+    instance = Instance.from_specs(catalog, pool)
+    try:
+        first = solve(instance, solver="agh", seed=seed, time_limit=60)  # verify() runs inside solve
+    except InfeasibleError:
+        return
+    second = solve(instance, solver="agh", seed=seed, time_limit=60)
+    assert first.deployments == second.deployments
+    assert first.classes == second.classes

@@ -165,3 +165,26 @@ def test_perf_params_are_honoured() -> None:
     row = _row(base, "m/bf16/a/tp1pp1")
     assert base.params == PerfParams()
     assert base.perf.batch[row, 0] <= PerfParams().max_batch
+
+
+def test_long_context_family_has_longer_prompts_tighter_ttft_and_larger_models(data_dir: Path) -> None:
+    import pytest
+
+    from quartermaster.planner.errors import InvalidSpecError
+    from quartermaster.planner.synthetic import generate_specs
+
+    default_catalog, default_pool = generate_specs(8, 6, 4, seed=7, data_dir=data_dir)
+    catalog, pool = generate_specs(8, 6, 4, seed=7, data_dir=data_dir, family="long-context")
+    assert generate_specs(8, 6, 4, seed=7, data_dir=data_dir, family="default") == (
+        default_catalog,
+        default_pool,
+    )
+    for short, long in zip(default_pool.classes, pool.classes, strict=True):
+        assert long.prompt_tokens >= short.prompt_tokens
+        assert long.ttft_seconds <= 2.0
+        assert long.rate == short.rate  # same random draws, mapped differently
+    assert [m.params_b for m in catalog.models] == sorted((m.params_b for m in catalog.models), reverse=True)
+    assert catalog.models[0].params_b > max(m.params_b for m in default_catalog.models)
+    with pytest.raises(InvalidSpecError) as info:
+        generate_specs(2, 2, 2, seed=0, data_dir=data_dir, family="huge")
+    assert info.value.field == "--family"
