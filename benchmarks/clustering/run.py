@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from benchmarks.machine import SHARED, describe  # noqa: E402
 
 from quartermaster.clustering import GuardrailedClustering  # noqa: E402
 from quartermaster.clustering.estimator import DEFAULT_CELL_SIZE  # noqa: E402
+from quartermaster.clustering.summary import peak_memory_bytes  # noqa: E402
 from quartermaster.clustering.trim import trimming_curve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -263,7 +263,7 @@ def scale_worker(n: int, seed: int, mbk: bool) -> dict[str, Any]:
         "clusters_before_cross_cell": est.n_clusters_before_cross_cell_,
         "min_similarity": est.min_similarity_,
         "rows_below_alpha": int((est.similarity_ < 0.7 - 1e-12).sum()),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_bytes": peak_memory_bytes(),
         "input_bytes": X.nbytes,
     }
     if mbk:

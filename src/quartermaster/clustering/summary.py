@@ -61,7 +61,19 @@ RESERVED_COLUMNS = (
 
 
 def peak_memory_bytes() -> int:
-    """Peak resident memory of this process so far (Linux ``ru_maxrss`` is in KiB)."""
+    """Peak resident memory of this process so far.
+
+    Linux: ``VmHWM`` of ``/proc/self/status``. ``ru_maxrss`` would be wrong for a process started by a large
+    one: Linux carries it over ``fork`` + ``exec`` (a benchmark worker reported its parent's 1.5 GiB).
+    Elsewhere: ``ru_maxrss`` (KiB on Linux, bytes on macOS; only Linux is supported for runs).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 

@@ -122,3 +122,15 @@ def test_get_and_set_params() -> None:
     assert est.set_params(alpha=0.9).alpha == 0.9
     with pytest.raises(ClusteringInputError, match="unknown parameter"):
         est.set_params(bogus=1)
+
+
+def test_peak_memory_is_this_process_not_the_parent_that_started_it() -> None:
+    """Linux keeps ``ru_maxrss`` across fork + exec: a run started by a big process must not report its size."""
+    import subprocess
+    import sys
+
+    ballast = np.ones(500 * 2**20, dtype=np.uint8)  # 500 MiB resident in the parent
+    code = "from quartermaster.clustering.summary import peak_memory_bytes; print(peak_memory_bytes())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(ballast.sum()) == ballast.size
+    assert 0 < int(child.stdout) < 350 * 2**20
