@@ -125,7 +125,7 @@ def test_get_and_set_params() -> None:
 
 
 def test_peak_memory_is_this_process_not_the_parent_that_started_it() -> None:
-    """Linux keeps ``ru_maxrss`` across fork + exec: a run started by a big process must not report its size."""
+    """Linux keeps ``ru_maxrss`` across fork + exec: a run started by a big process must not report it."""
     import subprocess
     import sys
 
