@@ -217,8 +217,10 @@ def _stress_eval(plan: Plan, nominal: Instance, factor: float) -> Row:
     return {"slo_violation_share": broken / total if total else 0.0, "error_violation_classes": error_breaks}
 
 
-def stress_rows(size: tuple[int, int, int], seed: int, data_dir: Path, milp_limit: float) -> list[Row]:
-    inst = instance(size, seed, data_dir)
+def stress_rows(
+    size: tuple[int, int, int], seed: int, data_dir: Path, milp_limit: float, family: str = "default"
+) -> list[Row]:
+    inst = instance(size, seed, data_dir, family)
     plans = {"agh": solve(inst, solver="agh", seed=seed, time_limit=120)}
     result = solve_milp(inst, time_limit=milp_limit, seed=seed)
     if result.solution is not None:
@@ -230,6 +232,7 @@ def stress_rows(size: tuple[int, int, int], seed: int, data_dir: Path, milp_limi
         for algo, plan in plans.items():
             rows.append(
                 {
+                    "family": family,
                     "size": list(size),
                     "seed": seed,
                     "factor": factor,

@@ -44,7 +44,12 @@ FULL = {
         ("long-context", (10, 10, 10), 5),
         ("long-context", (20, 20, 20), 3),
     ],
-    "stress": [((10, 10, 10), 3), ((20, 20, 20), 1)],
+    "stress": [
+        ("default", (10, 10, 10), 3),
+        ("default", (20, 20, 20), 1),
+        ("long-context", (10, 10, 10), 3),
+        ("long-context", (20, 20, 20), 1),
+    ],
     # The 14-day replay runs with the realistic forecast only (the oracle bound on the first day).
     "rolling": [
         (ex.RollingCase("ServeGen 14 days", "servegen:m-large,m-mid,m-small", 14.0), ("last",)),
@@ -57,7 +62,7 @@ QUICK = {
     "grid": [((5, 5, 5), 2), ((10, 10, 10), 2), ((20, 20, 20), 1)],
     "unpruned": [((10, 10, 10), 1)],
     "ablation": [("default", (10, 10, 10), 2), ("long-context", (10, 10, 10), 2)],
-    "stress": [((10, 10, 10), 1)],
+    "stress": [("default", (10, 10, 10), 1), ("long-context", (10, 10, 10), 1)],
     "rolling": [
         (ex.RollingCase("ServeGen 1 day", "servegen:m-large,m-mid,m-small", 1.0), ("last", "oracle")),
         (ex.RollingCase("Azure 2023 (1 h)", "azure:code,conv", 1.0, 300.0), ("last", "oracle")),
@@ -106,9 +111,9 @@ def run(config: dict[str, Any], out: Path, only: set[str] | None, refresh: bool 
                 _save(out, results)
     if wanted("stress"):
         results["stress"] = []
-        for size, seeds in config["stress"]:
+        for family, size, seeds in config["stress"]:
             for seed in range(seeds):
-                results["stress"].extend(ex.stress_rows(size, seed, DATA, limit))
+                results["stress"].extend(ex.stress_rows(size, seed, DATA, limit, family))
                 _save(out, results)
     if wanted("rolling"):
         results["rolling"] = []
@@ -216,6 +221,52 @@ def grid_section(rows: list[dict[str, Any]], out: Path, limit: float) -> list[st
     return [*lines, "", "![solve times](grid_time.png) ![cost gaps](grid_gap.png)", ""]
 
 
+def unpruned_section(rows: list[dict[str, Any]], grid: list[dict[str, Any]], limit: float) -> list[str]:
+    """The seed's comparison: the MILP without dominance pruning next to the pruned one and AGH."""
+    lines = [
+        "## The MILP with and without dominance pruning",
+        "",
+        "The seed's speed-ups are against the MILP of the spec over every option. Ours drops options "
+        "dominated by another option of the same model, precision and pool (exact: the optimum is kept; "
+        "`docs/planner.md`); here the same instances are also solved with `prune=False` (every dominated "
+        f"option kept; options no class can use are still left out), same solver settings and {limit:g} s "
+        "limit. Speed-ups = MILP time / AGH time of the grid run; `> X` when the MILP hit its time limit "
+        "(lower bound, never extrapolated).",
+        "",
+    ]
+    by_key = {(tuple(g["size"]), g["seed"]): g for g in grid}
+    body = []
+    pruned_speed: list[float] = []
+    unpruned_speed: list[float] = []
+    censored = False
+    for r in rows:
+        g = by_key.get((tuple(r["size"]), r["seed"]))
+        if g is None or not g["agh"].get("seconds"):
+            continue
+        agh_s = g["agh"]["seconds"]
+        m, u = g["milp"], r["milp"]
+        timed_out = u.get("status") != "optimal"
+        censored |= timed_out
+        pruned_speed.append(m["seconds"] / agh_s)
+        unpruned_speed.append(u["seconds"] / agh_s)
+        same = "-" if not (m.get("cost") and u.get("cost")) else f"{100 * (u['cost'] / m['cost'] - 1):+.2f}%"
+        body.append([
+            _size(r["size"]), str(r["seed"]), str(g["options"]), str(r["options"]), str(r["pairs"]),
+            _fmt(m["seconds"], 1), _fmt(u["seconds"], 1), str(u.get("status")), same, _fmt(agh_s),
+            _speed(m["seconds"] / agh_s), ("> " if timed_out else "") + _speed(u["seconds"] / agh_s),
+        ])  # fmt: skip
+    header = ["(I,J,K)", "seed", "options", "options unpruned", "pairs unpruned", "MILP s", "unpruned MILP s"]
+    header += ["unpruned status", "unpruned cost vs pruned", "AGH s", "AGH speed-up", "vs unpruned"]
+    lines += table(header, body, left=2)
+    if pruned_speed:
+        lines += [
+            "",
+            f"Median AGH speed-up: {_speed(_median(pruned_speed))} against the pruned MILP, "
+            f"{'> ' if censored else ''}{_speed(_median(unpruned_speed))} against the unpruned MILP.",
+        ]
+    return [*lines, ""]
+
+
 def _plot_grid(out: Path, rows: list[dict[str, Any]]) -> None:
     labels = list(dict.fromkeys(_size(r["size"]) for r in rows))
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -293,31 +344,43 @@ def stress_section(rows: list[dict[str, Any]], out: Path) -> list[str]:
         "error exceeds the bound (mean per instance).",
         "",
     ]
+    for r in rows:
+        r.setdefault("family", "default")
     factors = sorted({r["factor"] for r in rows})
     body = []
-    series: dict[str, list[float]] = {"agh": [], "milp": []}
-    for f in factors:
-        cells: dict[str, tuple[float, float, float] | None] = {}
-        for algo in ("agh", "milp"):
-            group = [r for r in rows if r["factor"] == f and r["algo"] == algo]
-            cells[algo] = (
-                statistics.mean(r["slo_violation_share"] for r in group),
-                statistics.mean(r["error_violation_classes"] for r in group),
-                statistics.mean(r["cost"] for r in group),
-            ) if group else None  # fmt: skip
-            if group:
-                series[algo].append(100 * cells[algo][0])  # type: ignore[index]
-        a, m = cells["agh"], cells["milp"]
-        body.append([
-            f"{f:g}", _pct(a[0] if a else None), _pct(m[0] if m else None), _fmt(a[1] if a else None, 2),
-            _fmt(m[1] if m else None, 2), _fmt(a[2] if a else None, 2), _fmt(m[2] if m else None, 2),
-        ])  # fmt: skip
-    header = ["factor", "AGH SLO violations", "MILP SLO violations", "AGH error breaks", "MILP error breaks"]
-    lines += table([*header, "AGH $/h", "MILP $/h"], body)
+    series: dict[tuple[str, str], list[float]] = {}
+    for family in dict.fromkeys(r["family"] for r in rows):
+        for f in factors:
+            cells: dict[str, tuple[float, float, float] | None] = {}
+            for algo in ("agh", "milp"):
+                group = [r for r in rows if (r["family"], r["factor"], r["algo"]) == (family, f, algo)]
+                cells[algo] = (
+                    statistics.mean(r["slo_violation_share"] for r in group),
+                    statistics.mean(r["error_violation_classes"] for r in group),
+                    statistics.mean(r["cost"] for r in group),
+                ) if group else None  # fmt: skip
+                if group:
+                    series.setdefault((family, algo), []).append(100 * cells[algo][0])  # type: ignore[index]
+            a, m = cells["agh"], cells["milp"]
+            body.append([
+                family, f"{f:g}", _pct(a[0] if a else None), _pct(m[0] if m else None),
+                _fmt(a[1] if a else None, 2), _fmt(m[1] if m else None, 2), _fmt(a[2] if a else None, 2),
+                _fmt(m[2] if m else None, 2),
+            ])  # fmt: skip
+    header = ["family", "factor", "AGH SLO violations", "MILP SLO violations", "AGH error breaks"]
+    lines += table([*header, "MILP error breaks", "AGH $/h", "MILP $/h"], body, left=2)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for algo, color in (("agh", "tab:blue"), ("milp", "tab:red")):
-        if series[algo]:
-            ax.plot(factors[: len(series[algo])], series[algo], marker="o", label=algo.upper(), color=color)
+    colors = {"agh": "tab:blue", "milp": "tab:red"}
+    for (family, algo), values in series.items():
+        style = "-" if family == "default" else "--"
+        ax.plot(
+            factors[: len(values)],
+            values,
+            style,
+            marker="o",
+            label=f"{algo.upper()} ({family})",
+            color=colors[algo],
+        )
     ax.set_xlabel("inflation factor (delay and error)")
     ax.set_ylabel("requests with SLO violations (%)")
     ax.legend()
@@ -403,6 +466,8 @@ def report(results: dict[str, Any], out: Path, title: str, limit: float) -> None
         lines += examples_section(results["examples"])
     if "grid" in results:
         lines += grid_section(results["grid"], out, limit)
+    if results.get("unpruned") and "grid" in results:
+        lines += unpruned_section(results["unpruned"], results["grid"], limit)
     if "ablation" in results:
         lines += ablation_section(results["ablation"])
     if "stress" in results:
