@@ -144,11 +144,25 @@ def _cluster(
         extras=data.extras,
         text_column=text_column,
     )
-    summary: dict[str, Any] = {
+    summary = _summary(config, data, meta, started, assignments, representatives, est)
+    return ClusteringResult(assignments, representatives, summary)
+
+
+def _summary(
+    config: ClusterConfig,
+    data: InputTable,
+    meta: dict[str, Any],
+    started: float,
+    assignments: pa.Table,
+    representatives: pa.Table,
+    est: GuardrailedClustering | None,
+) -> dict[str, Any]:
+    """``summary.json`` of a run (``est`` is None for a shard that holds no rows)."""
+    return {
         "schema_version": SCHEMA_VERSION,
         "quartermaster_version": __version__,
         "alpha": float(config.alpha),
-        "d": int(est.n_features_in_),
+        "d": int(est.n_features_in_) if est is not None else None,
         "attributes": list(config.attributes),
         "embedding_column": config.embedding_column,
         "seed": config.seed,
@@ -158,15 +172,14 @@ def _cluster(
         "n_input": int(data.n_selected),
         "n_dropped": data.invalid.total,
         "dropped": data.invalid.as_dict(),
-        "partitions": est.n_partitions_,
-        "cells": est.n_cells_,
-        "clusters_before_cross_cell": est.n_clusters_before_cross_cell_,
+        "partitions": est.n_partitions_ if est is not None else 0,
+        "cells": est.n_cells_ if est is not None else 0,
+        "clusters_before_cross_cell": est.n_clusters_before_cross_cell_ if est is not None else 0,
         "trim": {"coverage": config.trim_coverage, "min_cluster_size": config.min_cluster_size},
         "runtime_seconds": time.perf_counter() - started,
-        "stage_seconds": {k: round(v, 4) for k, v in est.timings_.items()},
+        "stage_seconds": {k: round(v, 4) for k, v in est.timings_.items()} if est is not None else {},
         "peak_memory_bytes": peak_memory_bytes(),
     }
-    return ClusteringResult(assignments, representatives, summary)
 
 
 def _embed_text(column: pa.Array, name: str, progress: Progress | None) -> npt.NDArray[np.float32]:
@@ -328,28 +341,7 @@ def _empty_result(
         extras={},
         text_column=None,
     )
-    summary = {
-        "schema_version": SCHEMA_VERSION,
-        "quartermaster_version": __version__,
-        "alpha": float(config.alpha),
-        "d": None,
-        "attributes": list(config.attributes),
-        "embedding_column": config.embedding_column,
-        "seed": config.seed,
-        "params": config.params(),
-        **meta,
-        **table_summary(assignments, representatives, config.alpha),
-        "n_input": int(data.n_selected),
-        "n_dropped": data.invalid.total,
-        "dropped": data.invalid.as_dict(),
-        "partitions": 0,
-        "cells": 0,
-        "clusters_before_cross_cell": 0,
-        "trim": {"coverage": config.trim_coverage, "min_cluster_size": config.min_cluster_size},
-        "runtime_seconds": time.perf_counter() - started,
-        "stage_seconds": {},
-        "peak_memory_bytes": peak_memory_bytes(),
-    }
+    summary = _summary(config, data, meta, started, assignments, representatives, None)
     return ClusteringResult(assignments, representatives, summary)
 
 
