@@ -25,7 +25,6 @@ import asyncio
 import base64
 import datetime as dt
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import numpy as np
 import psutil
 from benchmarks.router.data import build_config, load_clinc, sample_queries, sample_representatives
 
+from quartermaster.localcluster.launcher import free_port
 from quartermaster.router.config import load_table
 from quartermaster.router.embedder import parse_embedding_header
 from quartermaster.router.index import RepresentativeIndex
@@ -216,12 +216,6 @@ def bench_decisions(
 
 
 # -- part 2 ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
