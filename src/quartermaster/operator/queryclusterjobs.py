@@ -67,11 +67,15 @@ def result_configmaps(owner: Owner, docs: ResultDocuments, chunks: list[str]) ->
     return objects
 
 
+def _rounded(value: Any, digits: int) -> Any:
+    return round(value, digits) if isinstance(value, float) else value
+
+
 def summary_status(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "clusters": summary.get("clusters"),
         "clustersKept": summary.get("clusters_kept"),
-        "reductionFactor": summary.get("reduction_factor"),
+        "reductionFactor": _rounded(summary.get("reduction_factor"), 2),  # printer column: 221.75
         "minSimilarity": summary.get("min_similarity"),
         "coverage": summary.get("coverage"),
     }
