@@ -139,6 +139,18 @@ def unpruned_row(size: tuple[int, int, int], seed: int, data_dir: Path, milp_lim
     return row
 
 
+def agh_phase_row(size: tuple[int, int, int], seed: int, data_dir: Path) -> Row:
+    """Where AGH's time goes on one grid instance (wall-clock per phase, one run)."""
+    inst = instance(size, seed, data_dir)
+    t0 = time.perf_counter()
+    alloc, stats = solve_agh(Context(inst), seed=seed, time_limit=120)
+    total = time.perf_counter() - t0
+    return {
+        "size": list(size), "seed": seed, "cost": alloc.objective(), "seconds": total,
+        "phases": dict(stats.phase_seconds),
+    }  # fmt: skip
+
+
 # -- ablation ---------------------------------------------------------------------------------------------
 ABLATIONS: dict[str, tuple[Mechanisms, bool]] = {
     "full": (Mechanisms(), True),

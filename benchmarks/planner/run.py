@@ -38,6 +38,7 @@ FULL = {
     # Fewer seeds at the largest sizes so that the whole run fits in about an hour on 2 cores.
     "grid": [((5, 5, 5), 5), ((10, 10, 10), 5), ((15, 15, 15), 3), ((20, 20, 20), 3), ((100, 30, 10), 1)],
     "unpruned": [((20, 20, 20), 3)],
+    "phases": [((20, 20, 20), 3)],
     "ablation": [
         ("default", (10, 10, 10), 5),
         ("default", (20, 20, 20), 3),
@@ -61,6 +62,7 @@ QUICK = {
     "milp_limit": 60.0,
     "grid": [((5, 5, 5), 2), ((10, 10, 10), 2), ((20, 20, 20), 1)],
     "unpruned": [((10, 10, 10), 1)],
+    "phases": [((10, 10, 10), 2)],
     "ablation": [("default", (10, 10, 10), 2), ("long-context", (10, 10, 10), 2)],
     "stress": [("default", (10, 10, 10), 1), ("long-context", (10, 10, 10), 1)],
     "rolling": [
@@ -102,6 +104,12 @@ def run(config: dict[str, Any], out: Path, only: set[str] | None, refresh: bool 
         for size, seeds in config["unpruned"]:
             for seed in range(seeds):
                 results["unpruned"].append(ex.unpruned_row(size, seed, DATA, limit))
+                _save(out, results)
+    if wanted("phases"):
+        results["phases"] = []
+        for size, seeds in config["phases"]:
+            for seed in range(seeds):
+                results["phases"].append(ex.agh_phase_row(size, seed, DATA))
                 _save(out, results)
     if wanted("ablation"):
         results["ablation"] = []
@@ -265,6 +273,24 @@ def unpruned_section(rows: list[dict[str, Any]], grid: list[dict[str, Any]], lim
             f"{'> ' if censored else ''}{_speed(_median(unpruned_speed))} against the unpruned MILP.",
         ]
     return [*lines, ""]
+
+
+def phases_section(rows: list[dict[str, Any]]) -> list[str]:
+    names = list(dict.fromkeys(name for r in rows for name in r["phases"]))
+    body = [
+        [_size(r["size"]), str(r["seed"]), *(_fmt(r["phases"].get(n)) for n in names), _fmt(r["seconds"])]
+        for r in rows
+    ]
+    return [
+        "## Where AGH's time goes",
+        "",
+        "One AGH run per instance (separate from the grid run), wall-clock seconds per phase: the 16 greedy "
+        "starts, the local search + LP consolidation of the best start, the kernel MILP and the final LP "
+        "consolidation.",
+        "",
+        *table(["(I,J,K)", "seed", *names, "total"], body, left=2),
+        "",
+    ]
 
 
 def _plot_grid(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -468,6 +494,8 @@ def report(results: dict[str, Any], out: Path, title: str, limit: float) -> None
         lines += grid_section(results["grid"], out, limit)
     if results.get("unpruned") and "grid" in results:
         lines += unpruned_section(results["unpruned"], results["grid"], limit)
+    if results.get("phases"):
+        lines += phases_section(results["phases"])
     if "ablation" in results:
         lines += ablation_section(results["ablation"])
     if "stress" in results:
@@ -486,7 +514,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes and limits (minutes)")
     parser.add_argument(
-        "--only", default=None, help="comma-separated: examples,grid,unpruned,ablation,stress,rolling"
+        "--only", default=None, help="comma-separated: examples,grid,unpruned,phases,ablation,stress,rolling"
     )
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
     parser.add_argument(

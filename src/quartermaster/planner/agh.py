@@ -52,6 +52,9 @@ class AghStats:
     best_start: str
     moves: int
     timed_out: bool
+    phase_seconds: tuple[tuple[str, float], ...] = ()
+    """Wall-clock seconds per phase: starts, improve (local search + LP consolidation), kernel MILP,
+    final consolidation (the last two only when the kernel search runs)."""
 
 
 def _orders(ctx: Context, seed: int, random_starts: int) -> list[tuple[str, list[int], bool]]:
@@ -300,6 +303,7 @@ def solve_agh(
             break
         results.append((name, construct(ctx, order, lookahead=lookahead)))
     starts = len(results)
+    clock = [("starts", time.perf_counter())]
     feasible = [(n, s) for n, s in results if s.is_feasible()]
     if not feasible:
         name, best = min(
@@ -329,12 +333,16 @@ def solve_agh(
     if lp_consolidation and not use_kernel:
         best, moves = consolidate(best, deadline, swap_candidates=8)
         total_moves += moves
+    clock.append(("improve", time.perf_counter()))
     if use_kernel:
         better = restricted_milp(best, [r[1] for r in feasible], deadline, seed=seed)
+        clock.append(("kernel MILP", time.perf_counter()))
         if better is not None:
             best, moves = consolidate(better, deadline) if lp_consolidation else (better, 0)
             best_name, total_moves = f"{best_name}+kernel", total_moves + moves + 1
+        clock.append(("final consolidation", time.perf_counter()))
     settle_switching(best)
-    stats = AghStats(starts, len(feasible), best_name, total_moves, time.perf_counter() > deadline)
+    phases = tuple((name, at - (clock[k - 1][1] if k else started)) for k, (name, at) in enumerate(clock))
+    stats = AghStats(starts, len(feasible), best_name, total_moves, time.perf_counter() > deadline, phases)
     logger.debug("AGH: %s", stats)
     return best, stats
