@@ -15,10 +15,12 @@
    replicas while an exact LP re-routing of the shares (:mod:`quartermaster.planner.rebalance`) keeps every
    class served; finally, in rolling re-planning, keep replicas that would cost less to keep than to stop
    and restart (switching cost).
-4. **Kernel search** (deviation from the seed, ``kernel_milp``; not in rolling re-planning): on the best
-   result, one more LP consolidation pass with 8 swap candidates per option, then the planner's MILP
-   restricted to a few dozen options (those open in the improved starts, the best capacity-per-$ options per
-   class and overall), root node only, AGH's plan as incumbent (:mod:`quartermaster.planner.neighbourhood`).
+4. **Kernel search** (deviation from the seed, ``kernel_milp``; not in rolling re-planning): only the best
+   start gets the local search and LP consolidation, then the planner's MILP is solved restricted to a
+   kernel of 50-80 options (those open in *every* start, other pools/precisions/degrees of the open models,
+   the consolidation swap candidates, the best capacity-per-$ options per class and overall), 10 nodes,
+   AGH's plan as incumbent (:mod:`quartermaster.planner.neighbourhood`), and the result gets one more LP
+   consolidation pass. Without it, the two best starts are improved and get a wider consolidation pass.
 
 Deterministic for a given seed: all iteration orders are sorted with index tie-breaks.
 """

@@ -4,11 +4,14 @@ The local optima of AGH's one-move searches differ from the optimum mainly in *w
 optimum often serves the same demand with a few single replicas of different cheaper options (several
 replicas swapped at once, with cross-class error mixing), which no single drop/swap move reaches. This
 module solves the planner's MILP (C1-C5, same objective without switching costs) exactly, but only over a
-small *kernel* of options: those open in the improved starts, plus for every class the options with the
-most capacity per $ (within its error bound, and regardless of it), plus the consolidation swap candidates.
-With a few dozen options the sub-MILP has a few hundred columns and HiGHS solves it in tens of milliseconds
-from AGH's plan as the incumbent. It is deterministic (one thread, fixed seed, node limit), and the result
-is kept only if the full instance check (:meth:`Allocation.is_feasible`) passes and the objective drops.
+small *kernel* of options: those open in any of the given allocations (AGH passes every greedy start),
+for every open deployment of the best one up to ``per_model`` options of its model on any pool, precision
+or parallel degree and its consolidation swap candidates, for every class the options with the most
+capacity per $ (within its error bound, and regardless of it), and the ``global_top`` best overall. With
+50-80 options HiGHS (10 branch-and-bound nodes, AGH's plan as the incumbent) needs about a second at
+(20,20,20) and usually proves the kernel's optimum. It is deterministic (one thread, fixed seed, node limit),
+and the result is kept only if the full instance check (:meth:`Allocation.is_feasible`) passes and the
+objective drops.
 """
 
 from __future__ import annotations
