@@ -91,15 +91,7 @@ def grid_row(
     if previous is not None:
         row["milp"] = previous["milp"]
         return row
-    try:
-        result, seconds = _timed(lambda: solve_milp(inst, time_limit=milp_limit, seed=seed))
-        row["milp"] = {
-            "cost": result.objective, "status": result.status, "bound": result.bound, "seconds": seconds,
-            "build_s": result.build_seconds, "solve_s": result.solve_seconds, "variables": result.variables,
-            "constraints": result.constraints,
-        }  # fmt: skip
-    except PlannerError as exc:
-        row["milp"] = {"cost": None, "status": "none", "seconds": milp_limit, "error": str(exc)[:200]}
+    row["milp"] = milp_result(inst, seed, milp_limit)
     log.info(
         "grid %s seed %d: MILP %s %s in %.1fs",
         size,
@@ -109,6 +101,19 @@ def grid_row(
         row["milp"]["seconds"],
     )
     return row
+
+
+def milp_result(inst: Instance, seed: int, milp_limit: float) -> Row:
+    """One MILP solve of ``inst`` as a result row (cost, status, bound, times, model size)."""
+    try:
+        result, seconds = _timed(lambda: solve_milp(inst, time_limit=milp_limit, seed=seed))
+    except PlannerError as exc:
+        return {"cost": None, "status": "none", "seconds": milp_limit, "error": str(exc)[:200]}
+    return {
+        "cost": result.objective, "status": result.status, "bound": result.bound, "seconds": seconds,
+        "build_s": result.build_seconds, "solve_s": result.solve_seconds, "variables": result.variables,
+        "constraints": result.constraints,
+    }  # fmt: skip
 
 
 def unpruned_row(size: tuple[int, int, int], seed: int, data_dir: Path, milp_limit: float) -> Row:
@@ -122,15 +127,7 @@ def unpruned_row(size: tuple[int, int, int], seed: int, data_dir: Path, milp_lim
         "size": list(size), "seed": seed, "options": len(inst.options), "pairs": int(inst.feasible.sum()),
         "instance_s": build_s,
     }  # fmt: skip
-    try:
-        result, seconds = _timed(lambda: solve_milp(inst, time_limit=milp_limit, seed=seed))
-        row["milp"] = {
-            "cost": result.objective, "status": result.status, "bound": result.bound, "seconds": seconds,
-            "build_s": result.build_seconds, "solve_s": result.solve_seconds, "variables": result.variables,
-            "constraints": result.constraints,
-        }  # fmt: skip
-    except PlannerError as exc:
-        row["milp"] = {"cost": None, "status": "none", "seconds": milp_limit, "error": str(exc)[:200]}
+    row["milp"] = milp_result(inst, seed, milp_limit)
     log.info(
         "unpruned MILP %s seed %d: %d options, %s %s in %.1fs",
         size, seed, len(inst.options), row["milp"].get("status"), row["milp"].get("cost"),
