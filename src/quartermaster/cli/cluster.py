@@ -175,6 +175,9 @@ def run_command(
     ] = DEFAULT_CELL_SIZE,
     cross_cell: Annotated[bool, typer.Option(help="Remove representatives redundant across cells.")] = True,
     reassign: Annotated[bool, typer.Option(help="Move rows to their most similar representative.")] = True,
+    jobs: Annotated[
+        int, typer.Option(help="Threads (-1: every CPU); the result is the same for any value.")
+    ] = 1,
     drop_invalid: Annotated[
         bool, typer.Option(help="Drop NaN/inf, zero, null, wrong-dimension rows.")
     ] = False,
@@ -201,6 +204,7 @@ def run_command(
             cell_size=cell_size,
             cross_cell=cross_cell,
             reassign=reassign,
+            n_jobs=jobs,
         )
         parsed_shard = parse_shard(shard) if shard is not None else None
         with _progress(not quiet and not as_json) as progress:

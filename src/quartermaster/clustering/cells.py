@@ -31,6 +31,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from quartermaster.clustering.jobs import Jobs
+
 __all__ = ["Cells", "faiss_threads", "split_into_cells"]
 
 logger = logging.getLogger(__name__)
@@ -142,6 +144,27 @@ def _group(rows: npt.NDArray[np.int64], labels: npt.NDArray[np.int64], k: int) -
     return np.split(rows[order], np.cumsum(np.bincount(labels, minlength=k))[:-1])
 
 
+def _split(
+    X32: npt.NDArray[np.float32],
+    cell: npt.NDArray[np.int64],
+    seed: int,
+    cell_size: int,
+    *,
+    niter: int,
+    max_points_per_centroid: int,
+) -> tuple[list[npt.NDArray[np.int64]], bool]:
+    """Split an oversized cell again with k-means (dense regions); contiguous chunks (final) if k-means
+    cannot separate its rows (e.g. identical rows)."""
+    k = math.ceil(cell.size / cell_size)
+    rng = np.random.default_rng(seed)
+    centres = _kmeans(X32, cell, k, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=rng)
+    parts = [p for p in _group(cell, _nearest(X32, cell, centres), k) if p.size]
+    if len(parts) > 1:
+        return parts, False
+    logger.debug("cell of %d rows cut into chunks of <= %d", cell.size, 2 * cell_size)
+    return np.array_split(cell, math.ceil(cell.size / (2 * cell_size))), True
+
+
 def split_into_cells(
     X32: npt.NDArray[np.float32],
     rows: npt.NDArray[np.int64],
@@ -152,58 +175,66 @@ def split_into_cells(
     seed: int,
     beam: int = 3,
     neighbors: int = 256,
+    jobs: Jobs | None = None,
 ) -> Cells:
     """Split ``rows`` (ascending input row indices) into cells of at most ``2 * cell_size`` rows."""
     rng = np.random.default_rng(seed)
+    jobs = jobs or Jobs(1)
     m = rows.size
     K = math.ceil(m / cell_size)
     if K <= 1:
         return Cells.single(rows, X32.shape[1])
     with faiss_threads(1):
         k1 = max(1, min(m, round(math.sqrt(K))))
+        top = (
+            _kmeans(X32, rows, k1, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=rng)
+            if k1 > 1
+            else _centroids(X32, [rows])
+        )
+        groups = _group(rows, _nearest(X32, rows, top), k1)
+        # every k-means below gets its own seed, drawn in a fixed order: the split does not depend on n_jobs
+        group_seeds = rng.integers(1, 2**31 - 1, size=k1)
 
-        def kmeans(subset: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float32]:
+        def leaf_kmeans(t: int) -> npt.NDArray[np.float32]:
+            group = groups[t]
+            k2 = min(group.size, math.ceil(group.size / cell_size))
+            if k2 <= 1:
+                return _centroids(X32, [group])
+            leaf_rng = np.random.default_rng(group_seeds[t])
             return _kmeans(
-                X32, subset, k, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=rng
+                X32, group, k2, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=leaf_rng
             )
 
-        top = kmeans(rows, k1) if k1 > 1 else _centroids(X32, [rows])
-        groups = _group(rows, _nearest(X32, rows, top), k1)
-        leaf_centroids: list[npt.NDArray[np.float32]] = []
+        filled = [t for t, g in enumerate(groups) if g.size]
+        leaf_centroids = dict(zip(filled, jobs.map(leaf_kmeans, filled), strict=True))
         first_leaf = np.zeros(k1 + 1, dtype=np.int64)
-        for t, group in enumerate(groups):
-            k2 = min(group.size, math.ceil(group.size / cell_size))
-            if k2 > 1:
-                leaf_centroids.append(kmeans(group, k2))
-            elif group.size:
-                leaf_centroids.append(_centroids(X32, [group]))
-            first_leaf[t + 1] = first_leaf[t] + (leaf_centroids[-1].shape[0] if group.size else 0)
-        leaves = np.concatenate(leaf_centroids)
+        for t in range(k1):
+            first_leaf[t + 1] = first_leaf[t] + (leaf_centroids[t].shape[0] if t in leaf_centroids else 0)
+        leaves = np.concatenate([leaf_centroids[t] for t in filled])
         top_near = _near(top, beam)
         labels = np.empty(m, dtype=np.int64)
         positions = np.searchsorted(rows, np.concatenate(groups)) if m else np.zeros(0, dtype=np.int64)
-        offset = 0
-        for t, group in enumerate(groups):
+        offsets = np.concatenate([[0], np.cumsum([g.size for g in groups])])
+
+        def assign(t: int) -> None:  # rows of group t join their nearest leaf among the beam's groups
             candidates = np.concatenate([np.arange(first_leaf[u], first_leaf[u + 1]) for u in top_near[t]])
-            if group.size:
-                pos = positions[offset : offset + group.size]
-                labels[pos] = candidates[_nearest(X32, group, leaves[candidates])]
-            offset += group.size
+            pos = positions[offsets[t] : offsets[t + 1]]
+            labels[pos] = candidates[_nearest(X32, groups[t], leaves[candidates])]
+
+        list(jobs.map(assign, filled))
         cells: list[npt.NDArray[np.int64]] = []
         pending = [cell for cell in _group(rows, labels, leaves.shape[0]) if cell.size]
+
+        def split(job: tuple[npt.NDArray[np.int64], int]) -> tuple[list[npt.NDArray[np.int64]], bool]:
+            return _split(X32, *job, cell_size, niter=niter, max_points_per_centroid=max_points_per_centroid)
+
         while pending:
-            cell = pending.pop()
-            if cell.size <= 2 * cell_size:
-                cells.append(cell)
-                continue
-            # k-means imbalance (dense regions): split again; cut into chunks if k-means cannot separate
-            k = math.ceil(cell.size / cell_size)
-            parts = [p for p in _group(cell, _nearest(X32, cell, kmeans(cell, k)), k) if p.size]
-            if len(parts) > 1:
-                pending.extend(parts)
-            else:
-                logger.debug("cell of %d rows cut into chunks of <= %d", cell.size, 2 * cell_size)
-                cells.extend(np.array_split(cell, math.ceil(cell.size / (2 * cell_size))))
+            cells += [cell for cell in pending if cell.size <= 2 * cell_size]
+            big = [cell for cell in pending if cell.size > 2 * cell_size]
+            seeds = rng.integers(1, 2**31 - 1, size=len(big)).tolist()
+            pending = []
+            for parts, final in jobs.map(split, list(zip(big, seeds, strict=True))):
+                (cells if final else pending).extend(parts)
         centroids = _centroids(X32, cells)
         near = _near(centroids, neighbors)
     return Cells(members=cells, centroids=centroids, near=near)

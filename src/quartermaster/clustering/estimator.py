@@ -31,9 +31,10 @@ import pyarrow as pa
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from quartermaster.clustering.cells import Cells, faiss_threads, split_into_cells
-from quartermaster.clustering.cover import cover_cell
+from quartermaster.clustering.cover import CellCover, cover_cell
 from quartermaster.clustering.crosscell import CrossCellParams, cross_cell_pass
 from quartermaster.clustering.errors import ClusteringInputError
+from quartermaster.clustering.jobs import Jobs, resolve_n_jobs
 from quartermaster.clustering.partition import as_attribute_columns, partition_rows
 from quartermaster.clustering.similarity import Vectors, float32_margin
 from quartermaster.clustering.trim import check_trim, kept_clusters
@@ -85,6 +86,9 @@ class GuardrailedClustering:
         Knobs of the cross-cell pass (:class:`~.crosscell.CrossCellParams`).
     trim_coverage, min_cluster_size:
         Tail trimming (:mod:`.trim`); ``None`` keeps every cluster.
+    n_jobs:
+        Threads for the independent blocks (cells, probed cells, row chunks; :mod:`.jobs`): ``None`` = 1,
+        ``-1`` = every CPU. The result does not depend on it.
     random_state:
         Seed of the k-means sampling and initialisation.
 
@@ -116,6 +120,7 @@ class GuardrailedClustering:
         cross_cell_nprobe: int = 8,
         trim_coverage: float | None = None,
         min_cluster_size: int | None = None,
+        n_jobs: int | None = None,
         random_state: int = 0,
     ) -> None:
         self.alpha = alpha
@@ -131,6 +136,7 @@ class GuardrailedClustering:
         self.cross_cell_nprobe = cross_cell_nprobe
         self.trim_coverage = trim_coverage
         self.min_cluster_size = min_cluster_size
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     # -- parameters ------------------------------------------------------------------------------------------
@@ -154,10 +160,10 @@ class GuardrailedClustering:
         return (
             "alpha", "attributes", "cell_size", "beam", "kmeans_iter", "kmeans_points_per_centroid",
             "reassign", "cross_cell", "cross_cell_max_size", "cross_cell_neighbors", "cross_cell_nprobe",
-            "trim_coverage", "min_cluster_size", "random_state",
+            "trim_coverage", "min_cluster_size", "n_jobs", "random_state",
         )  # fmt: skip
 
-    def _validated(self) -> tuple[float, CrossCellParams]:
+    def _validated(self) -> tuple[float, CrossCellParams, int]:
         alpha = check_alpha(self.alpha)
         _check_int("cell_size", self.cell_size, 2)
         _check_int("beam", self.beam, 1)
@@ -170,7 +176,7 @@ class GuardrailedClustering:
             neighbors=_check_int("cross_cell_neighbors", self.cross_cell_neighbors, 1),
             nprobe=_check_int("cross_cell_nprobe", self.cross_cell_nprobe, 1),
         )
-        return alpha, params
+        return alpha, params, resolve_n_jobs(self.n_jobs)
 
     def _attribute_columns(self, attributes: object, n: int) -> dict[str, Any]:
         if isinstance(attributes, pa.Table):
@@ -193,7 +199,7 @@ class GuardrailedClustering:
     # -- fit -------------------------------------------------------------------------------------------------
     def fit(self, X: object, attributes: object = None, *, progress: ProgressCallback | None = None) -> Self:
         """Cluster the rows of ``X`` (n x d), matching ``attributes`` exactly. Returns ``self``."""
-        alpha, cc_params = self._validated()
+        alpha, cc_params, n_jobs = self._validated()
         t0 = time.perf_counter()
         X_in = np.asarray(X) if not isinstance(X, np.ndarray) else X
         # validates shape, finiteness and norms; unit float32 input is used without a copy
@@ -210,9 +216,9 @@ class GuardrailedClustering:
         before_cross = 0
         t_cells = t_cover = t_cross = 0.0
         done = 0
-        # Cells are small: one BLAS/faiss thread each avoids synchronisation overhead that dominated on a busy
-        # 2-core machine (several times slower than single-threaded; see benchmarks/clustering/RESULTS.md).
-        with threadpool_limits(1, user_api="blas"), faiss_threads(1):
+        # Cells are small: one BLAS/faiss thread per call avoids synchronisation overhead that dominated on a
+        # busy 2-core machine (several times slower than single-threaded); n_jobs runs blocks side by side.
+        with threadpool_limits(1, user_api="blas"), faiss_threads(1), Jobs(n_jobs) as jobs:
             for rows, key in zip(parts.members, parts.keys, strict=True):
                 ts = time.perf_counter()
                 if rows.size <= self.cell_size:
@@ -226,10 +232,15 @@ class GuardrailedClustering:
                         niter=self.kmeans_iter,
                         max_points_per_centroid=self.kmeans_points_per_centroid,
                         seed=self._partition_seed(key),
+                        jobs=jobs,
                     )
                 tc = time.perf_counter()
-                for cell in cells.members:
-                    cov = cover_cell(vectors, cell, alpha, margin, reassign=self.reassign)
+                order = sorted(cells.members, key=len, reverse=True)  # largest first: balanced threads
+
+                def cover(cell: npt.NDArray[np.int64]) -> CellCover:
+                    return cover_cell(vectors, cell, alpha, margin, reassign=self.reassign)
+
+                for cell, cov in zip(order, jobs.map(cover, order), strict=True):
                     assignment[cell] = cov.assignment
                     sim32[cell] = cov.similarity32
                     before_cross += cov.representatives.size
@@ -240,22 +251,26 @@ class GuardrailedClustering:
                 if self.cross_cell and len(cells.members) > 1:
                     assignment[rows], sim32[rows] = cross_cell_pass(
                         vectors, rows, assignment[rows], sim32[rows], cells, alpha, margin,
-                        cc_params, reassign=self.reassign,
+                        cc_params, reassign=self.reassign, jobs=jobs,
                     )  # fmt: skip
                 n_cells += len(cells.members)
                 t_cells += tc - ts
                 t_cover += tx - tc
                 t_cross += time.perf_counter() - tx
 
-        ts = time.perf_counter()
-        reps = np.unique(assignment)
-        labels = np.searchsorted(reps, assignment).astype(np.int64)
-        similarity = np.empty(n, dtype=np.float64)
-        for start in range(0, n, _SIMILARITY_CHUNK):
-            rows = np.arange(start, min(n, start + _SIMILARITY_CHUNK), dtype=np.int64)
-            similarity[rows] = vectors.cosine64(rows, assignment[rows])
-            if progress is not None:
-                progress("similarity", int(rows[-1]) + 1, n)
+            ts = time.perf_counter()
+            reps = np.unique(assignment)
+            labels = np.searchsorted(reps, assignment).astype(np.int64)
+            similarity = np.empty(n, dtype=np.float64)
+
+            def cosine(start: int) -> int:
+                rows = np.arange(start, min(n, start + _SIMILARITY_CHUNK), dtype=np.int64)
+                similarity[rows] = vectors.cosine64(rows, assignment[rows])
+                return int(rows[-1]) + 1
+
+            for stop in jobs.map(cosine, range(0, n, _SIMILARITY_CHUNK)):
+                if progress is not None:
+                    progress("similarity", stop, n)
         sizes = np.bincount(labels, minlength=reps.size).astype(np.int64)
         keep = kept_clusters(sizes, coverage=self.trim_coverage, min_size=self.min_cluster_size)
 

@@ -32,6 +32,7 @@ from quartermaster.clustering.io import (
     require_columns,
     write_outputs,
 )
+from quartermaster.clustering.jobs import resolve_n_jobs
 from quartermaster.clustering.shards import Shard, ShardBy, resolve_shard_by, shard_mask
 from quartermaster.clustering.summary import (
     SCHEMA_VERSION,
@@ -66,6 +67,7 @@ class ClusterConfig:
     cell_size: int = DEFAULT_CELL_SIZE
     cross_cell: bool = True
     reassign: bool = True
+    n_jobs: int = 1  # threads; the result does not depend on it (not part of params())
 
     def __post_init__(self) -> None:
         check_alpha(self.alpha)
@@ -80,6 +82,7 @@ class ClusterConfig:
             raise ClusteringInputError(f"seed={self.seed} must be >= 0")
         if self.cell_size < 2:
             raise ClusteringInputError(f"cell_size={self.cell_size} must be >= 2 (e.g. {DEFAULT_CELL_SIZE})")
+        resolve_n_jobs(self.n_jobs)
 
     def estimator(self) -> GuardrailedClustering:
         return GuardrailedClustering(
@@ -89,6 +92,7 @@ class ClusterConfig:
             reassign=self.reassign,
             trim_coverage=self.trim_coverage,
             min_cluster_size=self.min_cluster_size,
+            n_jobs=self.n_jobs,
             random_state=self.seed,
         )
 

@@ -244,12 +244,13 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
         "alpha": (_write(tmp / "g3.parquet", good), ["--alpha", "1.5"], "alpha=1.5 is outside (0, 1]"),
         "alpha0": (_write(tmp / "g4.parquet", good), ["--alpha", "0"], "alpha=0.0 is outside (0, 1]"),
         "shard": (_write(tmp / "g5.parquet", good), ["--shard", "3/3"], "0 <= I < N"),
+        "jobs": (_write(tmp / "g6.parquet", good), ["--jobs", "0"], "n_jobs=0 (--jobs) must be -1"),
         "missing": (tmp / "nope.parquet", [], "does not exist"),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["nan", "zero", "mixed", "empty", "attr", "emb", "alpha", "alpha0", "shard", "missing"]
+    "case", ["nan", "zero", "mixed", "empty", "attr", "emb", "alpha", "alpha0", "shard", "jobs", "missing"]
 )
 def test_bad_input_is_one_clear_message_and_writes_nothing(case: str, tmp_path: Path) -> None:
     path, extra, message = _bad_inputs(tmp_path)[case]

@@ -116,6 +116,26 @@ def test_float_attributes_are_rejected() -> None:
         GuardrailedClustering(0.5).fit(np.eye(3), {"a": np.array([0.1, 0.2, 0.3])})
 
 
+@pytest.mark.parametrize("n_jobs", [2, 3, -1])
+def test_threads_do_not_change_the_result(blobs: Blobs, n_jobs: int) -> None:
+    """Cells, probed cells and row chunks run on threads; every block computes the same values anyway."""
+    X = blobs(6000, 24, k=15, spread=0.6, seed=5)
+    attrs = {"lang": np.array(["en", "de"] * 3000)}
+    one = GuardrailedClustering(0.75, cell_size=96, random_state=3).fit(X, attrs)
+    many = GuardrailedClustering(0.75, cell_size=96, random_state=3, n_jobs=n_jobs).fit(X, attrs)
+    assert one.n_cells_ > 20  # the threaded paths (cells, cover, cross-cell) really ran
+    assert one.n_clusters_before_cross_cell_ > one.n_clusters_
+    assert np.array_equal(one.labels_, many.labels_)
+    assert np.array_equal(one.representatives_, many.representatives_)
+    assert np.array_equal(one.similarity_, many.similarity_)
+
+
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True])
+def test_bad_n_jobs_is_named(n_jobs: object) -> None:
+    with pytest.raises(ClusteringInputError, match="n_jobs"):
+        GuardrailedClustering(0.7, n_jobs=n_jobs).fit(np.eye(3))  # type: ignore[arg-type]
+
+
 def test_get_and_set_params() -> None:
     est = GuardrailedClustering(0.6, cell_size=50)
     assert est.get_params()["cell_size"] == 50
