@@ -103,16 +103,22 @@ def _kmeans(
 
 
 def _nearest(
-    X32: npt.NDArray[np.float32], rows: npt.NDArray[np.int64], centroids: npt.NDArray[np.float32]
+    X32: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.int64],
+    centroids: npt.NDArray[np.float32],
+    jobs: Jobs | None = None,
 ) -> npt.NDArray[np.int64]:
     """Index of the nearest centroid (inner product) of every row; BLAS products in chunks."""
     out = np.empty(rows.size, dtype=np.int64)
     ct = np.ascontiguousarray(centroids.T)
     contiguous = rows.size > 0 and int(rows[-1] - rows[0]) + 1 == rows.size
-    for start in range(0, rows.size, _CHUNK):
+
+    def chunk(start: int) -> None:
         stop = min(rows.size, start + _CHUNK)
         block = X32[rows[start] : rows[start] + stop - start] if contiguous else X32[rows[start:stop]]
         out[start:stop] = np.argmax(block @ ct, axis=1)
+
+    list((jobs or Jobs(1)).map(chunk, range(0, rows.size, _CHUNK)))
     return out
 
 
@@ -130,12 +136,17 @@ def _near(centroids: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     return near
 
 
-def _centroids(X32: npt.NDArray[np.float32], cells: list[npt.NDArray[np.int64]]) -> npt.NDArray[np.float32]:
+def _centroids(
+    X32: npt.NDArray[np.float32], cells: list[npt.NDArray[np.int64]], jobs: Jobs | None = None
+) -> npt.NDArray[np.float32]:
     centroids = np.empty((len(cells), X32.shape[1]), dtype=np.float32)
-    for i, cell in enumerate(cells):
-        total = X32[cell].sum(axis=0)  # float32 is plenty for a direction that only guides the search
+
+    def centroid(i: int) -> None:
+        total = X32[cells[i]].sum(axis=0)  # float32 is plenty for a direction that only guides the search
         norm = float(np.linalg.norm(total))
-        centroids[i] = total / norm if norm > 0 else X32[cell[0]]
+        centroids[i] = total / norm if norm > 0 else X32[cells[i][0]]
+
+    list((jobs or Jobs(1)).map(centroid, range(len(cells))))
     return centroids
 
 
@@ -191,7 +202,7 @@ def split_into_cells(
             if k1 > 1
             else _centroids(X32, [rows])
         )
-        groups = _group(rows, _nearest(X32, rows, top), k1)
+        groups = _group(rows, _nearest(X32, rows, top, jobs), k1)
         # every k-means below gets its own seed, drawn in a fixed order: the split does not depend on n_jobs
         group_seeds = rng.integers(1, 2**31 - 1, size=k1)
 
@@ -235,6 +246,6 @@ def split_into_cells(
             pending = []
             for parts, final in jobs.map(split, list(zip(big, seeds, strict=True))):
                 (cells if final else pending).extend(parts)
-        centroids = _centroids(X32, cells)
+        centroids = _centroids(X32, cells, jobs)
         near = _near(centroids, neighbors)
     return Cells(members=cells, centroids=centroids, near=near)

@@ -6,7 +6,7 @@ representatives of one partition (attribute-pure, so attributes are always ident
 
 1. Candidates. Every row of a cluster of at most ``max_size`` rows (the only clusters this pass may remove)
    needs alternatives. Representatives of those clusters probe their ``nprobe`` nearest cells (by centroid,
-   among their cell's neighbours) of an inverted file that files each representative under its nearest cell,
+   among their cell's neighbours) of an inverted file that files each representative under its own cell,
    and keep their ``neighbors`` most similar representatives (exact top-k per probed cell). The other members
    matter only for clusters whose representative found an alternative: they score their representative's
    candidates (one small product per cluster — neighbours of a row are mostly neighbours of its
@@ -166,7 +166,7 @@ def _candidates(
         cand[pos], sims[pos] = sub_c, sub_s
 
     X32 = vectors.unit32
-    rep_home = _nearest_cells(X32, rows, rep_rows_pos, cell_of, cells, 1, jobs)[:, 0]
+    rep_home = cell_of[rep_rows_pos]  # each representative is filed under its own cell
 
     def search(pos: npt.NDArray[np.int64]) -> None:
         if pos.size == 0:
