@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from quartermaster.clustering.jobs import Jobs
 
-__all__ = ["Cells", "faiss_threads", "split_into_cells"]
+__all__ = ["Cells", "faiss_single_thread", "faiss_threads", "split_into_cells"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,16 @@ def faiss_threads(n: int) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def faiss_single_thread() -> None:
+    """One OpenMP thread for faiss in the calling thread.
+
+    OpenMP's thread count is per thread: a worker of :class:`~.jobs.Jobs` would otherwise run faiss k-means
+    with every core, whose parallel reductions give slightly different centroids (results would depend on
+    ``n_jobs``).
+    """
+    faiss.omp_set_num_threads(1)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import pyarrow as pa
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
-from quartermaster.clustering.cells import Cells, faiss_threads, split_into_cells
+from quartermaster.clustering.cells import Cells, faiss_single_thread, faiss_threads, split_into_cells
 from quartermaster.clustering.cover import CellCover, cover_cell
 from quartermaster.clustering.crosscell import CrossCellParams, cross_cell_pass
 from quartermaster.clustering.errors import ClusteringInputError
@@ -218,7 +218,11 @@ class GuardrailedClustering:
         done = 0
         # Cells are small: one BLAS/faiss thread per call avoids synchronisation overhead that dominated on a
         # busy 2-core machine (several times slower than single-threaded); n_jobs runs blocks side by side.
-        with threadpool_limits(1, user_api="blas"), faiss_threads(1), Jobs(n_jobs) as jobs:
+        with (
+            threadpool_limits(1, user_api="blas"),
+            faiss_threads(1),
+            Jobs(n_jobs, faiss_single_thread) as jobs,
+        ):
             for rows, key in zip(parts.members, parts.keys, strict=True):
                 ts = time.perf_counter()
                 if rows.size <= self.cell_size:

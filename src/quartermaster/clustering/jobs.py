@@ -36,9 +36,12 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
 class Jobs:
     """``map`` over a thread pool of ``n`` threads, or the built-in ``map`` when ``n == 1``."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, initializer: Callable[[], object] | None = None) -> None:
+        """``initializer`` runs once in every worker thread (per-thread settings such as OpenMP's)."""
         self.n = n
-        self._pool = ThreadPoolExecutor(n, thread_name_prefix="clustering") if n > 1 else None
+        self._pool = (
+            ThreadPoolExecutor(n, thread_name_prefix="clustering", initializer=initializer) if n > 1 else None
+        )
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """Results in the order of ``items`` (lazily, as they complete in order)."""

@@ -44,3 +44,21 @@ def test_split_is_deterministic_for_a_seed(blobs: Callable[..., npt.NDArray[np.f
     b = split_into_cells(X, rows, cell_size=300, niter=5, max_points_per_centroid=32, seed=3)
     assert len(a.members) == len(b.members)
     assert all(np.array_equal(x, y) for x, y in zip(a.members, b.members, strict=True))
+
+
+def test_worker_threads_run_faiss_single_threaded() -> None:
+    """OpenMP's thread count is per thread: without the initializer a worker would run faiss k-means on every
+    core, and its parallel reductions made 300k-row results depend on n_jobs (720 vs 727 cells)."""
+    import faiss
+
+    from quartermaster.clustering.cells import faiss_single_thread
+    from quartermaster.clustering.jobs import Jobs
+
+    def probe(_: int) -> int:
+        return int(faiss.omp_get_max_threads())
+
+    with Jobs(2, faiss_single_thread) as jobs:
+        assert set(jobs.map(probe, range(8))) == {1}
+    if faiss.omp_get_max_threads() > 1:  # the machine default leaks into plain workers
+        with Jobs(2) as jobs:
+            assert set(jobs.map(probe, range(8))) == {faiss.omp_get_max_threads()}
