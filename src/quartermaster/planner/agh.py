@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quartermaster.planner.greedy import TOL, construct, rate_order, serve_class
-from quartermaster.planner.neighbourhood import restricted_milp
+from quartermaster.planner.neighbourhood import bucket_milp, kernel, restricted_milp
 from quartermaster.planner.plan import Solution
 from quartermaster.planner.rebalance import consolidate
 from quartermaster.planner.state import Allocation, Context
@@ -293,6 +293,7 @@ def solve_agh(
     previous: Solution | None = None,
     lp_consolidation: bool = True,
     kernel_milp: bool = True,
+    kernel_bucket: int = 15,
 ) -> tuple[Allocation, AghStats]:
     """Run AGH; the best allocation may be infeasible when no start found a feasible one."""
     started = time.perf_counter()
@@ -337,8 +338,14 @@ def solve_agh(
         total_moves += moves
     clock.append(("improve", time.perf_counter()))
     if use_kernel:
-        better = restricted_milp(best, [r[1] for r in feasible], deadline, seed=seed)
+        others = [r[1] for r in feasible]
+        better = restricted_milp(best, others, deadline, seed=seed)
         clock.append(("kernel MILP", time.perf_counter()))
+        if kernel_bucket > 0:
+            first = kernel(ctx, [best, *others], 1, 4, 8, 2)
+            second, _ = bucket_milp(better or best, first, deadline, seed=seed, size=kernel_bucket)
+            better = second or better
+            clock.append(("LP + bucket MILP", time.perf_counter()))
         if better is not None:
             best, moves = consolidate(better, deadline) if lp_consolidation else (better, 0)
             best_name, total_moves = f"{best_name}+kernel", total_moves + moves + 1

@@ -19,16 +19,21 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from quartermaster.planner.errors import SolverError
 from quartermaster.planner.rebalance import _allocation, _swap_candidates
 from quartermaster.planner.state import Allocation, Context
 
 logger = logging.getLogger(__name__)
 
 IMPROVE = 1e-9
+MAX_NODES = 10
+FloatArray = npt.NDArray[np.float64]
 
 
 def kernel(
@@ -79,6 +84,75 @@ def kernel(
     return sorted(chosen)
 
 
+def _model(ctx: Context, universe: list[int], integer: bool) -> tuple[Any, list[tuple[int, int]]]:
+    """The planner's MILP (C1-C5, no switching cost) over ``universe`` as a highspy model, built with
+    numpy: columns ``x`` (one per feasible (class, option) pair, returned in order), ``u``, ``n``; rows C1,
+    C2 per option, C3, C4 per pool in use, C5. ``integer=False`` gives the LP relaxation."""
+    import highspy
+
+    options = np.asarray(universe, dtype=np.int64)
+    n_classes, n_options = len(ctx.rates), len(options)
+    pos, cls = np.nonzero(ctx.feasible[options])
+    opt = options[pos]
+    n_x = len(pos)
+    tiers = np.unique(ctx.tier_of[options])
+    err_base = n_classes + n_options
+    tier_base = err_base + n_classes
+    has_budget = math.isfinite(ctx.budget)
+    n_rows = tier_base + len(tiers) + (1 if has_budget else 0)
+    rates = ctx.rates[cls]
+    mu = ctx.mu[opt, cls]
+    load = np.where(rates > 0, rates / np.where(mu > 0, mu, 1.0), 0.0)
+    n_cols = n_x + n_classes + n_options
+    own = np.arange(n_options)
+    rows = [cls, n_classes + pos, err_base + cls, np.arange(n_classes), n_classes + own]
+    cols = [np.arange(n_x)] * 3 + [n_x + np.arange(n_classes), n_x + n_classes + own]
+    vals = [np.ones(n_x), load, ctx.error[opt, cls] - ctx.eps[cls], np.ones(n_classes)]
+    vals.append(np.full(n_options, -ctx.rho))
+    rows.append(tier_base + np.searchsorted(tiers, ctx.tier_of[options]))
+    cols.append(n_x + n_classes + own)
+    vals.append(ctx.gpus[options].astype(np.float64))
+    if has_budget:
+        rows.append(np.full(n_options, n_rows - 1))
+        cols.append(n_x + n_classes + own)
+        vals.append(ctx.costs[options])
+    row, col, val = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    keep = val != 0
+    # Column-wise (CSC) arrays by a stable sort on the column, rows ascending within a column.
+    order = np.lexsort((row[keep], col[keep]))
+    row, col, val = row[keep][order], col[keep][order], val[keep][order]
+    starts = np.searchsorted(col, np.arange(n_cols + 1)).astype(np.int32)
+    total_load = np.bincount(pos, weights=load, minlength=n_options)
+    upper_n = np.minimum(
+        np.ceil(total_load / ctx.rho - 1e-9), ctx.tier_cap[ctx.tier_of[options]] // ctx.gpus[options]
+    )
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_cols
+    lp.num_row_ = n_rows
+    lp.col_cost_ = np.concatenate([np.zeros(n_x), ctx.penalty, ctx.costs[options]])
+    lp.col_lower_ = np.zeros(n_cols)
+    lp.col_upper_ = np.concatenate([np.ones(n_x), ctx.zeta, upper_n.astype(np.float64)])
+    lp.row_lower_ = np.concatenate([np.ones(n_classes), np.full(n_rows - n_classes, -inf)])
+    lp.row_upper_ = np.concatenate(
+        [
+            np.ones(n_classes),
+            np.zeros(n_options + n_classes),
+            ctx.tier_cap[tiers].astype(np.float64),
+            np.array([ctx.budget]) if has_budget else np.zeros(0),
+        ]
+    )
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = starts
+    lp.a_matrix_.index_ = row.astype(np.int32)
+    lp.a_matrix_.value_ = val.astype(np.float64)
+    if integer:
+        lp.integrality_ = [highspy.HighsVarType.kContinuous] * (n_x + n_classes) + [
+            highspy.HighsVarType.kInteger
+        ] * n_options
+    return lp, [(int(i), int(o)) for i, o in zip(cls, opt, strict=True)]
+
+
 def restricted_milp(
     st: Allocation,
     others: list[Allocation],
@@ -87,7 +161,7 @@ def restricted_milp(
     seed: int = 0,
     per_class: int = 1,
     swap_candidates: int = 4,
-    max_nodes: int = 10,
+    max_nodes: int = MAX_NODES,
     global_top: int = 8,
     per_model: int = 2,
 ) -> Allocation | None:
@@ -96,72 +170,136 @@ def restricted_milp(
     remaining = deadline - time.perf_counter()
     if ctx.switching or remaining <= 0:
         return None
+    universe = kernel(ctx, [st, *others], per_class, swap_candidates, global_top, per_model)
+    return _solve_kernel(st, universe, remaining, seed, max_nodes)
+
+
+@dataclass(frozen=True)
+class LpRelaxation:
+    """The LP relaxation of the planner's MILP over every usable option (replicas continuous)."""
+
+    objective: float
+    """A lower bound on the MILP's optimum ($/h)."""
+    replicas: FloatArray
+    """``n_o`` of the LP optimum per option (0 for options no class can use)."""
+    demand_dual: FloatArray
+    """Dual of C1 per class: $/h the LP would save per unit less share of the class to serve."""
+    error_dual: FloatArray
+    """Dual of C3 per class (<= 0): $/h per unit of average error above the bound."""
+
+
+def lp_relaxation(ctx: Context) -> LpRelaxation:
+    """Solve the LP relaxation (HiGHS primal simplex, 1 thread: about 0.2 s at (20,20,20))."""
     import highspy
 
-    universe = kernel(ctx, [st, *others], per_class, swap_candidates, global_top, per_model)
+    universe = [int(o) for o in np.flatnonzero(ctx.feasible.any(axis=1))]
+    lp, pairs = _model(ctx, universe, integer=False)
+    highs: Any = getattr(highspy, "Highs")()  # noqa: B009 (untyped in the stubs)
+    for name, setting in (("output_flag", False), ("threads", 1), ("solver", "simplex")):
+        highs.setOptionValue(name, setting)
+    highs.setOptionValue("simplex_strategy", 4)  # primal: 4-6x faster than dual simplex here
+    highs.passModel(lp)
+    highs.run()
+    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        raise SolverError(
+            f"LP relaxation: HiGHS status {highs.getModelStatus()}; retry with solve_agh(kernel_bucket=0)"
+        )
+    solution = highs.getSolution()
+    n_classes, n_options = len(ctx.rates), len(universe)
+    col = np.asarray(solution.col_value)
+    row_dual = np.asarray(solution.row_dual)
+    replicas = np.zeros(len(ctx.instance.options))
+    replicas[universe] = col[len(pairs) + n_classes :]
+    return LpRelaxation(
+        objective=float(highs.getInfo().objective_function_value),
+        replicas=replicas,
+        demand_dual=row_dual[:n_classes].copy(),
+        error_dual=row_dual[n_classes + n_options : 2 * n_classes + n_options].copy(),
+    )
+
+
+def lp_prices(ctx: Context, relaxation: LpRelaxation) -> FloatArray:
+    """Per option: the LP value of the best fill of *one* replica, per $ of that replica (at most 1).
+
+    A unit share of class ``i`` on option ``o`` is worth ``y_i + (e_oi - eps_i) z_i`` $/h at the LP's duals
+    (``y`` of C1, ``z`` of C3) and takes ``lam_i / mu_oi`` replica-units; one replica holds ``rho`` units
+    and at most the whole of each class, so the best fill is a fractional knapsack (classes by value per
+    unit). Unlike the LP's reduced cost of ``n_o`` this sees integer granularity: a big replica that its
+    classes fill only partly scores low, a cheap one that many small classes fill scores high.
+    """
+    value = relaxation.demand_dual[None, :] + (ctx.error - ctx.eps[None, :]) * relaxation.error_dual[None, :]
+    units = np.where(ctx.rates[None, :] > 0, ctx.rates[None, :] / np.where(ctx.mu > 0, ctx.mu, 1.0), 0.0)
+    usable = ctx.feasible & (units > 0) & (value > 0)
+    density = np.where(usable, value / np.where(units > 0, units, 1.0), 0.0)
+    order = np.argsort(-density, axis=1, kind="stable")
+    dens = np.take_along_axis(density, order, axis=1)
+    size = np.take_along_axis(np.where(usable, units, 0.0), order, axis=1)
+    taken = np.clip(ctx.rho - (np.cumsum(size, axis=1) - size), 0.0, size)
+    return np.asarray((dens * taken).sum(axis=1) / ctx.costs, dtype=np.float64)
+
+
+def lp_bucket(ctx: Context, prices: FloatArray, size: int) -> list[int]:
+    """The best-priced option of each of the ``size`` best-priced (model, precision, GPU type, TP, PP)
+    families (pools of one GPU type differ only in price and size, so one option per family)."""
+    options, tiers = ctx.instance.options, ctx.instance.tiers
+    seen: set[tuple[int, str, str, int, int]] = set()
+    picked: list[int] = []
+    for o in (int(p) for p in np.argsort(-prices, kind="stable")):
+        if len(picked) >= size or prices[o] <= 0:
+            break
+        opt = options[o]
+        family = (opt.model, opt.precision, tiers[opt.tier].gpu.name, opt.tp, opt.pp)
+        if family not in seen:
+            seen.add(family)
+            picked.append(o)
+    return picked
+
+
+def bucket_milp(
+    st: Allocation,
+    first_kernel: list[int],
+    deadline: float,
+    *,
+    seed: int = 0,
+    size: int = 15,
+    swap_candidates: int = 2,
+    max_nodes: int = MAX_NODES,
+) -> tuple[Allocation | None, list[int]]:
+    """One bucket of the kernel search: the MILP over the options open in ``st``, their ``swap_candidates``
+    consolidation swap candidates, the LP relaxation's support and the LP-priced bucket
+    (:func:`lp_bucket` of ``size`` families, minus the options of ``first_kernel``).
+
+    Returns the better allocation (or ``None``) and the options of the bucket MILP.
+    """
+    ctx = st.ctx
+    if ctx.switching or deadline - time.perf_counter() <= 0:
+        return None, []
+    relaxation = lp_relaxation(ctx)
+    done = set(first_kernel)
+    universe = {int(o) for o in np.flatnonzero(relaxation.replicas > 1e-7)}
+    universe.update(o for o in lp_bucket(ctx, lp_prices(ctx, relaxation), size) if o not in done)
+    for o in (int(p) for p in np.flatnonzero(st.n > 0)):
+        universe.add(o)
+        if o in st.on:
+            universe.update(_swap_candidates(ctx, st, o, swap_candidates))
+    options = sorted(universe)
+    remaining = deadline - time.perf_counter()
+    if remaining <= 0:
+        return None, options
+    return _solve_kernel(st, options, remaining, seed, max_nodes), options
+
+
+def _solve_kernel(
+    st: Allocation, universe: list[int], remaining: float, seed: int, max_nodes: int
+) -> Allocation | None:
+    """The MILP over ``universe`` from ``st`` (incumbent); the better allocation or ``None``."""
+    import highspy
+
+    ctx = st.ctx
     n_classes = len(ctx.rates)
-    pairs = [(int(i), o) for o in universe for i in np.flatnonzero(ctx.feasible[o])]
+    lp, pairs = _model(ctx, universe, integer=True)
     n_x = len(pairs)
     col_of_n = {o: n_x + n_classes + r for r, o in enumerate(universe)}
-    cap_row = {o: n_classes + r for r, o in enumerate(universe)}
-    err_base = n_classes + len(universe)
-    tiers = sorted({int(ctx.tier_of[o]) for o in universe})
-    tier_row = {k: err_base + n_classes + r for r, k in enumerate(tiers)}
-    budget_row = err_base + n_classes + len(tiers) if math.isfinite(ctx.budget) else None
-    n_rows = err_base + n_classes + len(tiers) + (1 if budget_row is not None else 0)
-    starts, index, value = [0], [], []
-
-    def column(rows: list[int], vals: list[float]) -> None:
-        index.extend(rows)
-        value.extend(vals)
-        starts.append(len(index))
-
-    for i, o in pairs:
-        rows, vals = [i, err_base + i], [1.0, float(ctx.error[o, i] - ctx.eps[i])]
-        if ctx.rates[i] > 0:
-            rows.insert(1, cap_row[o])
-            vals.insert(1, float(ctx.rates[i] / ctx.mu[o, i]))
-        column(rows, vals)
-    for i in range(n_classes):
-        column([i], [1.0])
-    upper_n = []
-    for o in universe:
-        rows, vals = [cap_row[o], tier_row[int(ctx.tier_of[o])]], [-ctx.rho, float(ctx.gpus[o])]
-        if budget_row is not None:
-            rows.append(budget_row)
-            vals.append(float(ctx.costs[o]))
-        column(rows, vals)
-        load = float(
-            sum(ctx.rates[i] / ctx.mu[o, i] for i in np.flatnonzero(ctx.feasible[o]) if ctx.rates[i])
-        )
-        upper_n.append(
-            min(math.ceil(load / ctx.rho - 1e-9), int(ctx.tier_cap[ctx.tier_of[o]] // ctx.gpus[o]))
-        )
-    inf = highspy.kHighsInf
-    lp = highspy.HighsLp()
-    lp.num_col_ = n_x + n_classes + len(universe)
-    lp.num_row_ = n_rows
-    lp.col_cost_ = np.concatenate([np.zeros(n_x), ctx.penalty, ctx.costs[universe]])
-    lp.col_lower_ = np.zeros(lp.num_col_)
-    lp.col_upper_ = np.concatenate([np.ones(n_x), ctx.zeta, np.array(upper_n, dtype=np.float64)])
-    row_upper = np.concatenate(
-        [
-            np.ones(n_classes),
-            np.zeros(len(universe)),
-            np.zeros(n_classes),
-            np.array([float(ctx.tier_cap[k]) for k in tiers]),
-            np.array([ctx.budget]) if budget_row is not None else np.zeros(0),
-        ]
-    )
-    lp.row_lower_ = np.concatenate([np.ones(n_classes), np.full(n_rows - n_classes, -inf)])
-    lp.row_upper_ = row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.array(value, dtype=np.float64)
-    lp.integrality_ = [highspy.HighsVarType.kContinuous] * (n_x + n_classes) + [
-        highspy.HighsVarType.kInteger
-    ] * len(universe)
     highs: Any = getattr(highspy, "Highs")()  # noqa: B009 (untyped in the stubs)
     for name, setting in (
         ("output_flag", False),
