@@ -5,13 +5,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quartermaster.planner.agh import solve_agh
 from quartermaster.planner.instance import Instance
 from quartermaster.planner.milp import solve_milp
-from quartermaster.planner.neighbourhood import kernel, restricted_milp
+from quartermaster.planner.neighbourhood import (
+    bucket_milp,
+    kernel,
+    lp_bucket,
+    lp_prices,
+    lp_relaxation,
+    restricted_milp,
+)
 from quartermaster.planner.state import Context
 from quartermaster.planner.synthetic import generate_specs
 
@@ -85,3 +93,72 @@ def test_agh_plans_verify_and_repeat_in_both_families(seed: int, family: str, da
     second = solve(instance, solver="agh", seed=seed, time_limit=60)
     assert first.deployments == second.deployments
     assert first.classes == second.classes
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    classes=st.integers(2, 8),
+    models=st.integers(2, 6),
+    tiers=st.integers(2, 6),
+    seed=st.integers(0, 10_000),
+)
+def test_lp_relaxation_bounds_the_milp_and_prices_are_dual_feasible(
+    classes: int, models: int, tiers: int, seed: int, data_dir: Path
+) -> None:
+    catalog, pool = generate_specs(classes, models, tiers, seed=seed, data_dir=data_dir)
+    ctx = Context(Instance.from_specs(catalog, pool))
+    relaxation = lp_relaxation(ctx)
+    exact = solve_milp(ctx.instance, time_limit=30, seed=seed)
+    if exact.status == "optimal":
+        assert exact.objective is not None
+        assert relaxation.objective <= exact.objective + 1e-6 * max(1.0, exact.objective)
+    prices = lp_prices(ctx, relaxation)
+    # At the LP's duals no replica is worth more than it costs (otherwise the LP would open more of it).
+    assert (prices <= 1 + 1e-6).all()
+    bucket = lp_bucket(ctx, prices, 5)
+    options, pools = ctx.instance.options, ctx.instance.tiers
+    families = [
+        (
+            options[o].model,
+            options[o].precision,
+            pools[options[o].tier].gpu.name,
+            options[o].tp,
+            options[o].pp,
+        )
+        for o in bucket
+    ]
+    assert len(set(families)) == len(bucket) <= 5
+    assert [prices[o] for o in bucket] == sorted((prices[o] for o in bucket), reverse=True)
+
+
+def test_bucket_milp_holds_the_lp_support_and_only_improves(data_dir: Path) -> None:
+    catalog, pool = generate_specs(12, 10, 10, seed=3, data_dir=data_dir)
+    ctx = Context(Instance.from_specs(catalog, pool))
+    base, _ = solve_agh(ctx, seed=3, time_limit=60, kernel_milp=False)
+    assert base.is_feasible()
+    first = kernel(ctx, [base], 1, 4, 8, 2)
+    better, options = bucket_milp(base, first, time.perf_counter() + 30, seed=3, size=10)
+    support = {int(o) for o in np.flatnonzero(lp_relaxation(ctx).replicas > 1e-7)}
+    assert support <= set(options)
+    assert {int(o) for o in np.flatnonzero(base.n > 0)} <= set(options)
+    bucket = lp_bucket(ctx, lp_prices(ctx, lp_relaxation(ctx)), 10)
+    assert {o for o in bucket if o not in first} <= set(options)
+    if better is not None:
+        assert better.is_feasible()
+        assert better.objective() < base.objective()
+        exact = solve_milp(ctx.instance, time_limit=60, seed=3)
+        if exact.status == "optimal":
+            assert exact.objective is not None
+            assert better.objective() >= exact.objective - 1e-6 * max(1.0, exact.objective)
+
+
+def test_agh_with_the_bucket_is_no_worse_than_without(data_dir: Path) -> None:
+    catalog, pool = generate_specs(12, 10, 10, seed=5, data_dir=data_dir)
+    ctx = Context(Instance.from_specs(catalog, pool))
+    without, _ = solve_agh(ctx, seed=5, time_limit=60, kernel_bucket=0)
+    with_bucket, stats = solve_agh(ctx, seed=5, time_limit=60)
+    again, _ = solve_agh(ctx, seed=5, time_limit=60)
+    assert with_bucket.is_feasible()
+    assert with_bucket.objective() <= without.objective() + 1e-9
+    assert with_bucket.to_solution() == again.to_solution()
+    assert "LP + bucket MILP" in dict(stats.phase_seconds)
