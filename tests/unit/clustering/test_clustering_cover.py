@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quartermaster.clustering.cover import ball_matrix, cover_cell, greedy_set_cover
-from quartermaster.clustering.similarity import Vectors, float32_margin
+from quartermaster.clustering.similarity import Vectors, decide_pairs, float32_margin
 from quartermaster.clustering.validation import normalized_float32
 
 
@@ -41,7 +41,7 @@ def test_greedy_is_within_harmonic_bound_of_optimum(n: int, d: int, alpha: float
     X = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
     vec = _vectors(X)
     rows = np.arange(n, dtype=np.int64)
-    _, B = ball_matrix(vec, rows, alpha, float32_margin(d))
+    B = ball_matrix(vec, rows, alpha, float32_margin(d)).B
     reps, assignment = greedy_set_cover(B)
     opt = _optimum(B)
     assert opt <= reps.size <= (1 + math.log(n)) * opt
@@ -74,13 +74,69 @@ def test_pairs_at_the_threshold_are_decided_in_float64(seed: int, d: int) -> Non
     for alpha, expected in ((cos01, True), (cos01 + 1e-9, False), (cos01 - 1e-9, True)):
         if not 0 < alpha <= 1:
             continue
-        _, B = ball_matrix(vec, rows, alpha, margin)
-        assert bool(B[0, 1]) is expected
-        assert bool(B[1, 0]) is expected
+        balls = ball_matrix(vec, rows, alpha, margin)
+        p0, p1 = np.argsort(balls.order)[:2]  # positions of rows 0 and 1 in the ball matrix
+        assert bool(balls.B[p0, p1]) is expected
+        assert bool(balls.B[p1, p0]) is expected
         cover = cover_cell(vec, rows, alpha, margin, reassign=True)
         rep = cover.assignment
         cos = np.einsum("ij,ij->i", unit, unit[rep])
         assert (cos >= alpha - 1e-12).all()
+
+
+def _reference_balls(X: npt.NDArray[np.floating], rows: npt.NDArray[np.int64], alpha: float) -> npt.NDArray:
+    """Every pair decided from its float32 similarity, float64 inside the band (no angle bounds, no tiles)."""
+    vec = _vectors(X)
+    margin = float32_margin(X.shape[1])
+    block = vec.unit32[rows]
+    S = block @ block.T
+    i, j = np.triu_indices(rows.size, 1)
+    upper = decide_pairs(S[i, j], alpha, margin, vec, rows[i], rows[j])
+    B = np.eye(rows.size, dtype=np.bool_)
+    B[i, j] = B[j, i] = upper
+    return B
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    alpha=st.floats(0.3, 0.99),
+    spread=st.floats(0.02, 0.8),
+    tile=st.sampled_from([1, 7, 32, 128]),
+    d=st.sampled_from([2, 3, 24]),
+)
+def test_angle_bounds_skip_products_but_not_decisions(
+    seed: int, alpha: float, spread: float, tile: int, d: int
+) -> None:
+    """The pruned, tiled ball matrix equals deciding every pair (tight blobs + outliers make pruning bite;
+    in 2-3 dimensions the triangle inequality for angles is nearly tight, so a loose bound would show)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((3, d))
+    X = centres[rng.integers(0, 3, size=150)] + spread * rng.standard_normal((150, d))
+    X[rng.random(150) < 0.1] = rng.standard_normal((1, d)) * 3  # outliers far from every blob
+    rows = np.sort(rng.choice(200, size=150, replace=False)).astype(np.int64)
+    X_all = rng.standard_normal((200, d))
+    X_all[rows] = X
+    balls = ball_matrix(_vectors(X_all), rows, alpha, float32_margin(d), tile=tile)
+    ordered = rows[balls.order]
+    assert sorted(ordered.tolist()) == rows.tolist()
+    assert (_reference_balls(X_all, ordered, alpha) == balls.B).all()
+    assert (balls.B == balls.B.T).all()
+
+
+def test_angle_bounds_prune_a_tight_blob() -> None:
+    """A tight blob needs no similarity product at all; spread rows need them."""
+    rng = np.random.default_rng(0)
+    d = 32
+    tight = rng.standard_normal(d) + 0.01 * rng.standard_normal((300, d))
+    rows = np.arange(300, dtype=np.int64)
+    balls = ball_matrix(_vectors(tight), rows, 0.7, float32_margin(d))
+    assert balls.computed == 0
+    assert balls.B.all()
+    loose = rng.standard_normal((300, d))
+    balls = ball_matrix(_vectors(loose), rows, 0.7, float32_margin(d))
+    assert balls.computed >= 300 * 300 // 2
+    assert (_reference_balls(loose, rows[balls.order], 0.7) == balls.B).all()
 
 
 def _reference_greedy(B: npt.NDArray[np.bool_]) -> tuple[list[int], list[int]]:
