@@ -16,7 +16,8 @@ never exceeds ``(2 * cell_size)^2``: peak memory ``O(cell_size^2)``, cover time 
 Cells only limit which rows are compared, so any split keeps the guarantee; a poor split only costs
 representatives (e.g. identical rows that k-means cannot separate are chunked).
 
-Each cell also records its ``neighbors`` nearest cells by centroid (faiss k-NN), used by the cross-cell pass.
+:class:`Cells` adds each cell's unit mean direction (computed by the cover, which gathers the cell anyway)
+and its ``neighbors`` nearest cells by that direction (faiss k-NN), used by the cross-cell pass.
 """
 
 from __future__ import annotations
@@ -72,17 +73,15 @@ class Cells:
     """Cells of one partition: row indices (ascending within each cell), unit centroids, neighbour cells."""
 
     members: list[npt.NDArray[np.int64]]
-    centroids: npt.NDArray[np.float32]  # (n_cells, d), normalised mean of each cell
+    centroids: npt.NDArray[np.float32]  # (n_cells, d), unit mean direction of each cell
     near: npt.NDArray[np.int64]  # (n_cells, <= neighbors) nearest cells by centroid, the cell itself first
 
     @staticmethod
-    def single(rows: npt.NDArray[np.int64], d: int) -> Cells:
-        """One cell holding every row (small partitions)."""
-        return Cells(
-            members=[rows],
-            centroids=np.zeros((1, d), dtype=np.float32),
-            near=np.zeros((1, 1), dtype=np.int64),
-        )
+    def with_neighbours(
+        members: list[npt.NDArray[np.int64]], centroids: npt.NDArray[np.float32], neighbors: int = 256
+    ) -> Cells:
+        """Cells with their ``neighbors`` nearest cells by centroid."""
+        return Cells(members=members, centroids=centroids, near=_near(centroids, neighbors))
 
 
 def _kmeans(
@@ -146,18 +145,12 @@ def _near(centroids: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     return near
 
 
-def _centroids(
-    X32: npt.NDArray[np.float32], cells: list[npt.NDArray[np.int64]], jobs: Jobs | None = None
-) -> npt.NDArray[np.float32]:
-    centroids = np.empty((len(cells), X32.shape[1]), dtype=np.float32)
-
-    def centroid(i: int) -> None:
-        total = X32[cells[i]].sum(axis=0)  # float32 is plenty for a direction that only guides the search
-        norm = float(np.linalg.norm(total))
-        centroids[i] = total / norm if norm > 0 else X32[cells[i][0]]
-
-    list((jobs or Jobs(1)).map(centroid, range(len(cells))))
-    return centroids
+def _centroid(X32: npt.NDArray[np.float32], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+    """The unit mean direction of ``rows`` as a (1, d) centroid."""
+    total = X32[rows].sum(axis=0)  # float32 is plenty for a direction that only guides the search
+    norm = float(np.linalg.norm(total))
+    out: npt.NDArray[np.float32] = (total / norm if norm > 0 else X32[rows[0]])[None, :].astype(np.float32)
+    return out
 
 
 def _group(rows: npt.NDArray[np.int64], labels: npt.NDArray[np.int64], k: int) -> list[npt.NDArray[np.int64]]:
@@ -195,22 +188,21 @@ def split_into_cells(
     max_points_per_centroid: int,
     seed: int,
     beam: int = 3,
-    neighbors: int = 256,
     jobs: Jobs | None = None,
-) -> Cells:
+) -> list[npt.NDArray[np.int64]]:
     """Split ``rows`` (ascending input row indices) into cells of at most ``2 * cell_size`` rows."""
     rng = np.random.default_rng(seed)
     jobs = jobs or Jobs(1)
     m = rows.size
     K = math.ceil(m / cell_size)
     if K <= 1:
-        return Cells.single(rows, X32.shape[1])
+        return [rows]
     with faiss_threads(1):
         k1 = max(1, min(m, round(math.sqrt(K))))
         top = (
             _kmeans(X32, rows, k1, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=rng)
             if k1 > 1
-            else _centroids(X32, [rows])
+            else _centroid(X32, rows)
         )
         groups = _group(rows, _nearest(X32, rows, top, jobs), k1)
         # every k-means below gets its own seed, drawn in a fixed order: the split does not depend on n_jobs
@@ -220,7 +212,7 @@ def split_into_cells(
             group = groups[t]
             k2 = min(group.size, math.ceil(group.size / cell_size))
             if k2 <= 1:
-                return _centroids(X32, [group])
+                return _centroid(X32, group)
             leaf_rng = np.random.default_rng(group_seeds[t])
             return _kmeans(
                 X32, group, k2, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=leaf_rng
@@ -256,6 +248,4 @@ def split_into_cells(
             pending = []
             for parts, final in jobs.map(split, list(zip(big, seeds, strict=True))):
                 (cells if final else pending).extend(parts)
-        centroids = _centroids(X32, cells, jobs)
-        near = _near(centroids, neighbors)
-    return Cells(members=cells, centroids=centroids, near=near)
+    return cells

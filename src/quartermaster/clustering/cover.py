@@ -52,6 +52,7 @@ TILES_WORTH_IT = 0.35
 class Balls:
     """Ball membership of a cell's rows, in the order of their angle to the cell's mean direction."""
 
+    direction: npt.NDArray[np.float32]  # (d,) unit mean direction of the cell
     order: npt.NDArray[np.int64]  # position p holds the caller's row rows[order[p]]
     block: npt.NDArray[np.float32]  # (c, d) float32 unit rows in that order
     B: npt.NDArray[np.bool_]  # (c, c), symmetric, true diagonal: B[p, q] iff cos(x_p, x_q) >= alpha
@@ -66,12 +67,13 @@ class CellCover:
     representatives: npt.NDArray[np.int64]
     assignment: npt.NDArray[np.int64]  # representative row of every row of the cell (same order as rows)
     similarity32: npt.NDArray[np.float32]  # float32 similarity of every row to its representative
+    direction: npt.NDArray[np.float32]  # (d,) unit mean direction of the cell (its centroid for cross-cell)
 
 
 def _angle_bounds(
     block: npt.NDArray[np.float32], margin: float
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Order of the rows by angle to their mean direction, and lower/upper bounds on each angle (radians).
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The rows' unit mean direction, their order by angle to it and lower/upper bounds on each angle (rad).
 
     The unit mean direction is rounded to float32 once (norm within ``2**-25`` of 1, far inside the slack of
     ``margin``), so ``margin`` bounds the error of each float32 cosine to it (see :mod:`.similarity`). The
@@ -85,7 +87,7 @@ def _angle_bounds(
     cos = cos[order]
     lower = np.arccos(np.clip(cos + margin, -1.0, 1.0))
     upper = np.arccos(np.clip(cos - margin, -1.0, 1.0))
-    return order, lower, upper
+    return direction, order, lower, upper
 
 
 _Band = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]
@@ -157,7 +159,7 @@ def ball_matrix(
     computed. Pairs float32 cannot decide are decided in float64 from the raw input (:mod:`.similarity`).
     """
     block = vectors.unit32[rows]
-    order, lower, upper = _angle_bounds(block, margin)
+    direction, order, lower, upper = _angle_bounds(block, margin)
     rows, block = rows[order], block[order]
     c = rows.size
     limit = math.acos(alpha)
@@ -179,7 +181,7 @@ def ball_matrix(
     elif bi.size:
         B[bi, bj] = B[bj, bi] = decide_pairs(bs, alpha, margin, vectors, rows[bi], rows[bj])
     np.fill_diagonal(B, True)
-    return Balls(order=order, block=block, B=B, S=S, computed=computed)
+    return Balls(direction=direction, order=order, block=block, B=B, S=S, computed=computed)
 
 
 def _finish_singletons(
@@ -267,7 +269,10 @@ def cover_cell(
     (ties: the representative chosen first)."""
     if rows.size == 1:
         return CellCover(
-            representatives=rows.copy(), assignment=rows.copy(), similarity32=np.ones(1, dtype=np.float32)
+            representatives=rows.copy(),
+            assignment=rows.copy(),
+            similarity32=np.ones(1, dtype=np.float32),
+            direction=vectors.unit32[rows[0]],
         )
     balls = ball_matrix(vectors, rows, alpha, margin)
     reps, assignment = greedy_set_cover(balls.B)
@@ -288,4 +293,5 @@ def cover_cell(
         representatives=np.sort(by_angle[reps]),
         assignment=out_assignment,
         similarity32=out_similarity,
+        direction=balls.direction,
     )

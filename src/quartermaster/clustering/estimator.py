@@ -226,9 +226,9 @@ class GuardrailedClustering:
             for rows, key in zip(parts.members, parts.keys, strict=True):
                 ts = time.perf_counter()
                 if rows.size <= self.cell_size:
-                    cells = Cells.single(rows, d)
+                    members = [rows]
                 else:
-                    cells = split_into_cells(
+                    members = split_into_cells(
                         X32,
                         rows,
                         cell_size=self.cell_size,
@@ -239,12 +239,17 @@ class GuardrailedClustering:
                         jobs=jobs,
                     )
                 tc = time.perf_counter()
-                order = sorted(cells.members, key=len, reverse=True)  # largest first: balanced threads
+                # largest cells first: balanced threads
+                largest_first = sorted(range(len(members)), key=lambda c: -members[c].size)
+                centroids = np.empty((len(members), d), dtype=np.float32)
 
                 def cover(cell: npt.NDArray[np.int64]) -> CellCover:
                     return cover_cell(vectors, cell, alpha, margin, reassign=self.reassign)
 
-                for cell, cov in zip(order, jobs.map(cover, order), strict=True):
+                covers = jobs.map(cover, [members[c] for c in largest_first])
+                for c, cov in zip(largest_first, covers, strict=True):
+                    cell = members[c]
+                    centroids[c] = cov.direction
                     assignment[cell] = cov.assignment
                     sim32[cell] = cov.similarity32
                     before_cross += cov.representatives.size
@@ -252,12 +257,13 @@ class GuardrailedClustering:
                     if progress is not None:
                         progress("cover", done, n)
                 tx = time.perf_counter()
-                if self.cross_cell and len(cells.members) > 1:
+                if self.cross_cell and len(members) > 1:
+                    cells = Cells.with_neighbours(members, centroids)
                     assignment[rows], sim32[rows] = cross_cell_pass(
                         vectors, rows, assignment[rows], sim32[rows], cells, alpha, margin,
                         cc_params, reassign=self.reassign, jobs=jobs,
                     )  # fmt: skip
-                n_cells += len(cells.members)
+                n_cells += len(members)
                 t_cells += tc - ts
                 t_cover += tx - tc
                 t_cross += time.perf_counter() - tx

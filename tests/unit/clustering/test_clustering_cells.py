@@ -9,7 +9,7 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quartermaster.clustering.cells import split_into_cells
+from quartermaster.clustering.cells import Cells, split_into_cells
 from quartermaster.clustering.validation import normalized_float32
 
 
@@ -21,20 +21,31 @@ def test_cells_partition_rows_with_bounded_size(
     X, _, _ = normalized_float32(blobs(n, 12, k=7, spread=0.5, seed=seed))
     rows = np.arange(n, dtype=np.int64)
     cells = split_into_cells(X, rows, cell_size=cell_size, niter=5, max_points_per_centroid=32, seed=seed)
-    members = np.concatenate(cells.members)
-    assert np.array_equal(np.sort(members), rows)  # each row exactly once
-    assert max(m.size for m in cells.members) <= max(2 * cell_size, n if n <= cell_size else 0)
-    assert all((np.diff(m) > 0).all() for m in cells.members)
-    assert cells.centroids.shape == (len(cells.members), 12)
-    assert (cells.near[:, 0] == np.arange(len(cells.members))).all()
+    assert np.array_equal(np.sort(np.concatenate(cells)), rows)  # each row exactly once
+    assert max(m.size for m in cells) <= max(2 * cell_size, n if n <= cell_size else 0)
+    assert all((np.diff(m) > 0).all() for m in cells)
+
+
+@settings(max_examples=20, deadline=None)
+@given(n_cells=st.integers(1, 40), neighbors=st.integers(1, 50), duplicates=st.booleans())
+def test_neighbour_lists_start_with_the_cell_itself(n_cells: int, neighbors: int, duplicates: bool) -> None:
+    rng = np.random.default_rng(n_cells)
+    centroids, _, _ = normalized_float32(rng.standard_normal((n_cells, 6)).astype(np.float32))
+    if duplicates:  # identical centroids may push a cell out of its own k-NN list
+        centroids[:] = centroids[0]
+    members = [np.array([i], dtype=np.int64) for i in range(n_cells)]
+    cells = Cells.with_neighbours(members, centroids, neighbors)
+    assert cells.near.shape == (n_cells, min(neighbors, n_cells))
+    assert (cells.near[:, 0] == np.arange(n_cells)).all()
+    assert all(len(set(row)) == len(row) for row in cells.near.tolist())  # no cell twice
 
 
 def test_identical_rows_are_chunked() -> None:
     X, _, _ = normalized_float32(np.ones((1000, 4), dtype=np.float32))
     rows = np.arange(1000, dtype=np.int64)
     cells = split_into_cells(X, rows, cell_size=100, niter=5, max_points_per_centroid=32, seed=0)
-    assert sum(m.size for m in cells.members) == 1000
-    assert max(m.size for m in cells.members) <= 200
+    assert sum(m.size for m in cells) == 1000
+    assert max(m.size for m in cells) <= 200
 
 
 def test_split_is_deterministic_for_a_seed(blobs: Callable[..., npt.NDArray[np.float32]]) -> None:
@@ -42,8 +53,8 @@ def test_split_is_deterministic_for_a_seed(blobs: Callable[..., npt.NDArray[np.f
     rows = np.arange(5000, dtype=np.int64)
     a = split_into_cells(X, rows, cell_size=300, niter=5, max_points_per_centroid=32, seed=3)
     b = split_into_cells(X, rows, cell_size=300, niter=5, max_points_per_centroid=32, seed=3)
-    assert len(a.members) == len(b.members)
-    assert all(np.array_equal(x, y) for x, y in zip(a.members, b.members, strict=True))
+    assert len(a) == len(b)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_worker_threads_run_faiss_single_threaded() -> None:
