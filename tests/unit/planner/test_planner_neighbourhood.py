@@ -6,10 +6,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quartermaster.planner.agh import solve_agh
+from quartermaster.planner.errors import SolverError
 from quartermaster.planner.instance import Instance
 from quartermaster.planner.milp import solve_milp
 from quartermaster.planner.neighbourhood import (
@@ -129,6 +131,35 @@ def test_lp_relaxation_bounds_the_milp_and_prices_are_dual_feasible(
     ]
     assert len(set(families)) == len(bucket) <= 5
     assert [prices[o] for o in bucket] == sorted((prices[o] for o in bucket), reverse=True)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    classes=st.integers(2, 10),
+    models=st.integers(2, 8),
+    tiers=st.integers(2, 8),
+    seed=st.integers(0, 10_000),
+    budget_factor=st.sampled_from([None, 1.0, 1.3]),
+)
+def test_lp_column_generation_reaches_the_full_lp_optimum(
+    classes: int, models: int, tiers: int, seed: int, budget_factor: float | None, data_dir: Path
+) -> None:
+    catalog, pool = generate_specs(classes, models, tiers, seed=seed, data_dir=data_dir)
+    instance = Instance.from_specs(catalog, pool)
+    try:
+        full = lp_relaxation(Context(instance), column_generation=False)
+    except SolverError:  # no LP optimum at all: column generation must fail the same way
+        with pytest.raises(SolverError):
+            lp_relaxation(Context(instance))
+        return
+    if budget_factor is not None:
+        # A binding (or nearly binding) budget: C5's dual enters the pricing.
+        instance = instance.with_budget(full.objective * budget_factor)
+        full = lp_relaxation(Context(instance), column_generation=False)
+    ctx = Context(instance)
+    generated = lp_relaxation(ctx)
+    assert generated.objective == pytest.approx(full.objective, rel=1e-7, abs=1e-9)
+    assert (generated.replicas >= 0).all()
 
 
 def test_bucket_milp_holds_the_lp_support_and_only_improves(data_dir: Path) -> None:
