@@ -19,8 +19,11 @@
    start gets the local search and LP consolidation, then the planner's MILP is solved restricted to a
    kernel of 50-80 options (those open in *every* start, other pools/precisions/degrees of the open models,
    the consolidation swap candidates, the best capacity-per-$ options per class and overall), 10 nodes,
-   AGH's plan as incumbent (:mod:`quartermaster.planner.neighbourhood`), and the result gets one more LP
-   consolidation pass. Without it, the two best starts are improved and get a wider consolidation pass.
+   AGH's plan as incumbent (:mod:`quartermaster.planner.neighbourhood`); then (``kernel_bucket``
+   families, 0 = off) a second 10-node MILP over one LP-priced bucket of options outside the kernel (from
+   the LP relaxation's duals: the options whose single replica its classes would fill most profitably), the
+   LP's support and the open options; the result gets one more LP consolidation pass. Without the kernel
+   search, the two best starts are improved and get a wider consolidation pass.
 
 Deterministic for a given seed: all iteration orders are sorted with index tie-breaks.
 """
@@ -56,7 +59,7 @@ class AghStats:
     timed_out: bool
     phase_seconds: tuple[tuple[str, float], ...] = ()
     """Wall-clock seconds per phase: starts, improve (local search + LP consolidation), kernel MILP,
-    final consolidation (the last two only when the kernel search runs)."""
+    LP + bucket MILP, final consolidation (all but the first two only when the kernel search runs)."""
 
 
 def _orders(ctx: Context, seed: int, random_starts: int) -> list[tuple[str, list[int], bool]]:

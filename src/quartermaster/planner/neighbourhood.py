@@ -12,6 +12,12 @@ capacity per $ (within its error bound, and regardless of it), and the ``global_
 (20,20,20); it does not always prove the kernel's optimum within those nodes. It is deterministic (one
 thread, fixed seed, node limit), and the result is kept only if the full instance check
 (:meth:`Allocation.is_feasible`) passes and the objective drops.
+
+One *bucket* follows (Kernel Search, Angelelli, Mansini and Speranza 2010): :func:`lp_relaxation` solves
+the LP relaxation over every option by column generation, :func:`lp_prices` prices each option by the LP
+value of the best fill of one of its replicas (integer-granularity aware, unlike the LP's reduced costs),
+:func:`lp_bucket` takes the best option of the best-priced families, and :func:`bucket_milp` solves the
+same 10-node MILP over that bucket, the LP's support and the options open in the current plan.
 """
 
 from __future__ import annotations
