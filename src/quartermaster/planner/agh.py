@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quartermaster.planner.errors import SolverError
 from quartermaster.planner.greedy import TOL, construct, rate_order, serve_class
 from quartermaster.planner.neighbourhood import bucket_milp, kernel, restricted_milp
 from quartermaster.planner.plan import Solution
@@ -346,7 +347,11 @@ def solve_agh(
         clock.append(("kernel MILP", time.perf_counter()))
         if kernel_bucket > 0:
             first = kernel(ctx, [best, *others], 1, 4, 8, 2)
-            second, _ = bucket_milp(better or best, first, deadline, seed=seed, size=kernel_bucket)
+            try:
+                second, _ = bucket_milp(better or best, first, deadline, seed=seed, size=kernel_bucket)
+            except SolverError as exc:  # numerical trouble in the LP: the bucket is an optional extra
+                logger.info("AGH: LP-priced bucket skipped: %s", exc)
+                second = None
             better = second or better
             clock.append(("LP + bucket MILP", time.perf_counter()))
         if better is not None:

@@ -207,7 +207,7 @@ def lp_relaxation(
     class, with and without its error bound), price every other option at the duals (the most LP value per
     replica-unit of any class, against its price plus the duals of its pool's GPUs and of the budget), add
     the up to :data:`CG_BATCH` most underpriced ones, repeat until none is: the result is the LP optimum of
-    the full option set (about 0.01-0.02 s at (20,20,20) against 0.25 s for the full LP in one go). When a
+    the full option set (0.01-0.03 s at (20,20,20) against 0.22-0.35 s for the full LP in one go). When a
     restricted LP is infeasible (C3 or C4 need options not yet added) or ``column_generation=False``, the
     full LP is solved directly.
     """
