@@ -36,7 +36,6 @@ import numpy as np
 import numpy.typing as npt
 
 from quartermaster.clustering.cells import Cells
-from quartermaster.clustering.jobs import Jobs
 from quartermaster.clustering.similarity import Vectors, decide_pairs
 
 __all__ = ["CrossCellParams", "cross_cell_pass"]
@@ -62,7 +61,6 @@ def _nearest_cells(
     cell_of: npt.NDArray[np.int64],
     cells: Cells,
     p: int,
-    jobs: Jobs,
 ) -> npt.NDArray[np.int64]:
     """The ``p`` nearest centroids of each row among its cell's neighbour cells (BLAS product per cell)."""
     p = min(p, cells.near.shape[1])
@@ -77,7 +75,8 @@ def _nearest_cells(
         top = np.argpartition(-scores, p - 1, axis=1)[:, :p] if p < near.size else np.argsort(-scores, axis=1)
         out[sel] = near[top]
 
-    list(jobs.map(probe, np.flatnonzero(np.diff(bounds)).tolist()))
+    for c in np.flatnonzero(np.diff(bounds)).tolist():
+        probe(c)
     return out
 
 
@@ -89,7 +88,6 @@ def _search_probed(
     q_pos: npt.NDArray[np.int64],
     probes: npt.NDArray[np.int64],
     k: int,
-    jobs: Jobs,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Each query row's ``k`` most similar representatives among those filed under its probed cells.
 
@@ -122,7 +120,8 @@ def _search_probed(
         slot_cand[qi[:, None], cols] = pool[idx]
         slot_sims[qi[:, None], cols] = dist
 
-    list(jobs.map(scan, np.flatnonzero(np.diff(probe_bounds) * np.diff(rep_bounds)).tolist()))
+    for j in np.flatnonzero(np.diff(probe_bounds) * np.diff(rep_bounds)).tolist():
+        scan(j)
     best = np.argsort(-slot_sims, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(slot_cand, best, axis=1), np.take_along_axis(slot_sims, best, axis=1)
 
@@ -137,7 +136,6 @@ def _candidates(
     alpha: float,
     margin: float,
     params: CrossCellParams,
-    jobs: Jobs,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Verified candidate representative positions per row (``-1`` = none) and their float32 similarity.
 
@@ -171,8 +169,8 @@ def _candidates(
     def search(pos: npt.NDArray[np.int64]) -> None:
         if pos.size == 0:
             return
-        probes = _nearest_cells(X32, rows, pos, cell_of, cells, params.nprobe, jobs)
-        cand[pos], sims[pos] = _search_probed(X32, rows, reps, rep_home, pos, probes, k, jobs)
+        probes = _nearest_cells(X32, rows, pos, cell_of, cells, params.nprobe)
+        cand[pos], sims[pos] = _search_probed(X32, rows, reps, rep_home, pos, probes, k)
         verify(pos)
 
     def shortlist(pos: npt.NDArray[np.int64]) -> None:
@@ -180,18 +178,15 @@ def _candidates(
         pos = pos[np.argsort(rep_pos[pos], kind="stable")]
         clusters = np.split(pos, np.flatnonzero(np.diff(rep_pos[pos])) + 1)
 
-        def score(batch: list[npt.NDArray[np.int64]]) -> None:
-            for chunk in batch:
-                r = int(rep_pos[chunk[0]])
-                short = cand[rep_rows_pos[r]]
-                short = short[(short >= 0) & (short != r)]
-                if short.size:
-                    scores = X32[rows[chunk]] @ X32[reps[short]].T
-                    order = np.argsort(-scores, axis=1, kind="stable")
-                    cand[chunk, : short.size] = short[order]
-                    sims[chunk, : short.size] = np.take_along_axis(scores, order, axis=1)
-
-        list(jobs.map(score, [clusters[i : i + 256] for i in range(0, len(clusters), 256)]))
+        for chunk in clusters:
+            r = int(rep_pos[chunk[0]])
+            short = cand[rep_rows_pos[r]]
+            short = short[(short >= 0) & (short != r)]
+            if short.size:
+                scores = X32[rows[chunk]] @ X32[reps[short]].T
+                order = np.argsort(-scores, axis=1, kind="stable")
+                cand[chunk, : short.size] = short[order]
+                sims[chunk, : short.size] = np.take_along_axis(scores, order, axis=1)
         verify(pos)
 
     phase1 = rep_rows_pos[droppable]
@@ -218,7 +213,6 @@ def cross_cell_pass(
     params: CrossCellParams,
     *,
     reassign: bool,
-    jobs: Jobs | None = None,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """New representative row (and float32 similarity to it) of every row of ``rows``.
 
@@ -231,9 +225,7 @@ def cross_cell_pass(
     sizes = np.bincount(rep_pos, minlength=reps.size)
     t0 = time.perf_counter()
     droppable = sizes <= params.max_size
-    cand, sims = _candidates(
-        vectors, rows, rep_pos, reps, droppable, cells, alpha, margin, params, jobs or Jobs(1)
-    )
+    cand, sims = _candidates(vectors, rows, rep_pos, reps, droppable, cells, alpha, margin, params)
     t1 = time.perf_counter()
 
     alive = np.ones(reps.size, dtype=np.bool_)

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quartermaster.clustering.errors import ClusteringInputError
+from quartermaster.clustering.jobs import Jobs
 
 __all__ = [
     "CHUNK_ROWS",
@@ -146,7 +147,7 @@ def raise_for_invalid(invalid: InvalidRows, n_rows: int) -> None:
 
 
 def normalized_float32(
-    X: object, *, reuse_unit: bool = False
+    X: object, *, reuse_unit: bool = False, jobs: Jobs | None = None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], float]:
     """Unit rows as float32, the float64 norms of the input rows, and the norm error of the unit rows.
 
@@ -155,25 +156,30 @@ def normalized_float32(
     norms are all within :data:`UNIT_NORM_TOLERANCE` of 1 (embedding models usually return normalised
     vectors) is used as it is — no copy, no page faults for a second ``n x d`` matrix — and the third value is
     ``max |norm - 1|``, which :func:`~quartermaster.clustering.similarity.float32_margin` adds to the
-    similarity error bound.
+    similarity error bound. ``jobs`` runs the row chunks on threads.
 
     Raises :class:`ClusteringInputError` when a row is non-finite or has zero norm.
     """
     arr = _as_matrix(X)
     n, d = arr.shape
+    jobs = jobs or Jobs(1)
     all_norms = np.empty(n, dtype=np.float64)
-    for start in range(0, n, CHUNK_ROWS):
+
+    def norms_of(start: int) -> bool:
         block = arr[start : start + CHUNK_ROWS]
         norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-        if not (np.isfinite(norms).all() and (norms > 0.0).all()):
-            raise_for_invalid(find_invalid_rows(arr), n)
         all_norms[start : start + len(block)] = norms
+        return bool(np.isfinite(norms).all() and (norms > 0.0).all())
+
+    if not all(jobs.map(norms_of, range(0, n, CHUNK_ROWS))):
+        raise_for_invalid(find_invalid_rows(arr), n)
     if reuse_unit and arr.dtype == np.float32 and arr.flags.c_contiguous:
         error = float(np.abs(all_norms - 1.0).max())
         if error <= UNIT_NORM_TOLERANCE:
             return arr, all_norms, error
     out = np.empty((n, d), dtype=np.float32)
-    for start in range(0, n, CHUNK_ROWS):
+
+    def normalise(start: int) -> None:
         block = arr[start : start + CHUNK_ROWS]
         norms = all_norms[start : start + len(block)]
         if block.dtype == np.float32:
@@ -181,4 +187,6 @@ def normalized_float32(
             np.multiply(block, (1.0 / norms).astype(np.float32)[:, None], out=out[start : start + len(block)])
         else:
             out[start : start + len(block)] = np.asarray(block, dtype=np.float64) / norms[:, None]
+
+    list(jobs.map(normalise, range(0, n, CHUNK_ROWS)))
     return out, all_norms, 0.0
