@@ -67,7 +67,6 @@ class CellCover:
     representatives: npt.NDArray[np.int64]
     assignment: npt.NDArray[np.int64]  # representative row of every row of the cell (same order as rows)
     similarity32: npt.NDArray[np.float32]  # float32 similarity of every row to its representative
-    similarity64: npt.NDArray[np.float64]  # exact (float64, from the raw input) similarity to it
     direction: npt.NDArray[np.float32]  # (d,) unit mean direction of the cell (its centroid for cross-cell)
 
 
@@ -277,7 +276,6 @@ def cover_cell(
             representatives=rows.copy(),
             assignment=rows.copy(),
             similarity32=np.ones(1, dtype=np.float32),
-            similarity64=vectors.cosine64(rows, rows),
             direction=vectors.unit32[rows[0]],
         )
     balls = ball_matrix(vectors, rows, alpha, margin)
@@ -299,6 +297,5 @@ def cover_cell(
         representatives=np.sort(by_angle[reps]),
         assignment=out_assignment,
         similarity32=out_similarity,
-        similarity64=vectors.cosine64(rows, out_assignment),
         direction=balls.direction,
     )

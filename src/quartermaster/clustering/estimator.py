@@ -206,7 +206,6 @@ class GuardrailedClustering:
         before_cross = 0
         t_cells = t_cover = t_cross = 0.0
         done = 0
-        moved: list[npt.NDArray[np.int64]] = []  # rows the cross-cell pass gave another representative
         # Cells are small: one BLAS/faiss thread per call avoids synchronisation overhead that dominated on a
         # busy 2-core machine (several times slower than single-threaded); n_jobs runs blocks side by side.
         with (
@@ -223,7 +222,6 @@ class GuardrailedClustering:
             t_valid = time.perf_counter()
             assignment = np.empty(n, dtype=np.int64)
             sim32 = np.empty(n, dtype=np.float32)
-            similarity = np.empty(n, dtype=np.float64)
             for rows, key in zip(parts.members, parts.keys, strict=True):
                 ts = time.perf_counter()
                 if rows.size <= self.cell_size:
@@ -253,7 +251,6 @@ class GuardrailedClustering:
                     centroids[c] = cov.direction
                     assignment[cell] = cov.assignment
                     sim32[cell] = cov.similarity32
-                    similarity[cell] = cov.similarity64
                     before_cross += cov.representatives.size
                     done += cell.size
                     if progress is not None:
@@ -261,12 +258,10 @@ class GuardrailedClustering:
                 tx = time.perf_counter()
                 if self.cross_cell and len(members) > 1:
                     cells = Cells.with_neighbours(members, centroids)
-                    covered = assignment[rows]
                     assignment[rows], sim32[rows] = cross_cell_pass(
-                        vectors, rows, covered, sim32[rows], cells, alpha, margin,
+                        vectors, rows, assignment[rows], sim32[rows], cells, alpha, margin,
                         cc_params, reassign=self.reassign,
                     )  # fmt: skip
-                    moved.append(rows[assignment[rows] != covered])
                 n_cells += len(members)
                 t_cells += tc - ts
                 t_cover += tx - tc
@@ -275,17 +270,16 @@ class GuardrailedClustering:
             ts = time.perf_counter()
             reps = np.unique(assignment)
             labels = np.searchsorted(reps, assignment).astype(np.int64)
-            # exact similarities: the covers computed them for their own assignment, recompute moved rows
-            recompute = np.concatenate(moved) if moved else np.zeros(0, dtype=np.int64)
+            similarity = np.empty(n, dtype=np.float64)
 
             def cosine(start: int) -> int:
-                rows = recompute[start : start + _SIMILARITY_CHUNK]
+                rows = np.arange(start, min(n, start + _SIMILARITY_CHUNK), dtype=np.int64)
                 similarity[rows] = vectors.cosine64(rows, assignment[rows])
-                return start + rows.size
+                return int(rows[-1]) + 1
 
-            for stop in jobs.map(cosine, range(0, recompute.size, _SIMILARITY_CHUNK)):
+            for stop in jobs.map(cosine, range(0, n, _SIMILARITY_CHUNK)):
                 if progress is not None:
-                    progress("similarity", stop, recompute.size)
+                    progress("similarity", stop, n)
         sizes = np.bincount(labels, minlength=reps.size).astype(np.int64)
         keep = kept_clusters(sizes, coverage=self.trim_coverage, min_size=self.min_cluster_size)
 
