@@ -87,7 +87,7 @@ class GuardrailedClustering:
     trim_coverage, min_cluster_size:
         Tail trimming (:mod:`.trim`); ``None`` keeps every cluster.
     n_jobs:
-        Threads for the independent blocks (cells, probed cells, row chunks; :mod:`.jobs`): ``None`` = 1,
+        Threads for the independent blocks (k-means leaves, cells, row chunks; :mod:`.jobs`): ``None`` = 1,
         ``-1`` = every CPU. The result does not depend on it.
     random_state:
         Seed of the k-means sampling and initialisation.

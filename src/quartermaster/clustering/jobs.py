@@ -1,6 +1,6 @@
 """Thread-level parallelism over independent blocks (``n_jobs``, scikit-learn semantics).
 
-Cells, probed cells and row chunks are independent and write disjoint slices of shared arrays, so they can
+Cells and row chunks are independent and write disjoint slices of shared arrays, so they can
 run on several threads: BLAS products, faiss calls and large numpy operations release the GIL, and every
 BLAS/faiss call stays single-threaded (the blocks are small; nested thread pools only add synchronisation).
 Results do not depend on ``n_jobs``: each block computes the same values whatever thread runs it.
