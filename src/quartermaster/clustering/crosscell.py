@@ -88,42 +88,45 @@ def _search_probed(
     q_pos: npt.NDArray[np.int64],
     probes: npt.NDArray[np.int64],
     k: int,
+    floor: float,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Each query row's ``k`` most similar representatives among those filed under its probed cells.
+    """Each query row's ``k`` most similar representatives with a float32 similarity ``>= floor`` among those
+    filed under its probed cells (``-1`` / ``-inf`` fill the rest).
 
     An inverted-file search done per probed cell: all queries probing cell ``j`` are scored at once against
-    the representatives filed under ``j`` (exact top-k), then each row keeps its best ``k`` overall.
+    the representatives filed under ``j``; pairs below ``floor`` (which no check could accept) are dropped
+    at once, and each row keeps its best ``k`` of the rest.
     """
     n_q, p = probes.shape
-    slot_cand = np.full((n_q, p * k), -1, dtype=np.int64)
-    slot_sims = np.full((n_q, p * k), -np.inf, dtype=np.float32)
     rep_order = np.argsort(rep_home, kind="stable")
     n_cells = int(max(rep_home.max(initial=0), probes.max(initial=0))) + 1
     rep_bounds = np.searchsorted(rep_home[rep_order], np.arange(n_cells + 1))
     flat = probes.ravel()
     by_cell = np.argsort(flat, kind="stable")
     probe_bounds = np.searchsorted(flat[by_cell], np.arange(n_cells + 1))
-
-    def scan(j: int) -> None:  # each (query, probe slot) pair is written by exactly one probed cell j
-        entries = by_cell[probe_bounds[j] : probe_bounds[j + 1]]
-        qi, slot = entries // p, entries % p
-        pool = rep_order[rep_bounds[j] : rep_bounds[j + 1]]
-        kk = min(k, pool.size)
-        scores = X32[rows[q_pos[qi]]] @ X32[reps[pool]].T
-        # exact top-kk per query, unordered: the slots are sorted once at the end
-        if kk < pool.size:
-            idx = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-            dist = np.take_along_axis(scores, idx, axis=1)
-        else:
-            idx, dist = np.broadcast_to(np.arange(kk), scores.shape), scores
-        cols = slot[:, None] * k + np.arange(kk)
-        slot_cand[qi[:, None], cols] = pool[idx]
-        slot_sims[qi[:, None], cols] = dist
-
+    found_q: list[npt.NDArray[np.int64]] = []
+    found_r: list[npt.NDArray[np.int64]] = []
+    found_s: list[npt.NDArray[np.float32]] = []
     for j in np.flatnonzero(np.diff(probe_bounds) * np.diff(rep_bounds)).tolist():
-        scan(j)
-    best = np.argsort(-slot_sims, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(slot_cand, best, axis=1), np.take_along_axis(slot_sims, best, axis=1)
+        qi = by_cell[probe_bounds[j] : probe_bounds[j + 1]] // p
+        pool = rep_order[rep_bounds[j] : rep_bounds[j + 1]]
+        scores = X32[rows[q_pos[qi]]] @ X32[reps[pool]].T
+        a, b = np.divmod(np.flatnonzero(scores >= floor), pool.size)
+        found_q.append(qi[a])
+        found_r.append(pool[b])
+        found_s.append(scores[a, b])
+    cand = np.full((n_q, k), -1, dtype=np.int64)
+    sims = np.full((n_q, k), -np.inf, dtype=np.float32)
+    if not found_q:
+        return cand, sims
+    q, r, s = np.concatenate(found_q), np.concatenate(found_r), np.concatenate(found_s)
+    order = np.lexsort((-s, q))  # by query, most similar first
+    q, r, s = q[order], r[order], s[order]
+    rank = np.arange(q.size) - np.searchsorted(q, q, side="left")
+    keep = rank < k
+    cand[q[keep], rank[keep]] = r[keep]
+    sims[q[keep], rank[keep]] = s[keep]
+    return cand, sims
 
 
 def _candidates(
@@ -170,7 +173,7 @@ def _candidates(
         if pos.size == 0:
             return
         probes = _nearest_cells(X32, rows, pos, cell_of, cells, params.nprobe)
-        cand[pos], sims[pos] = _search_probed(X32, rows, reps, rep_home, pos, probes, k)
+        cand[pos], sims[pos] = _search_probed(X32, rows, reps, rep_home, pos, probes, k, alpha - margin)
         verify(pos)
 
     def shortlist(pos: npt.NDArray[np.int64]) -> None:
