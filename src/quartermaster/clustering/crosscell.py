@@ -38,7 +38,7 @@ import numpy.typing as npt
 from quartermaster.clustering.cells import Cells
 from quartermaster.clustering.similarity import Vectors, decide_pairs
 
-__all__ = ["CrossCellParams", "cross_cell_pass"]
+__all__ = ["CrossCellParams", "cross_cell_pass", "fixed_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +203,15 @@ def _candidates(
         shortlist(members)
         search(members[(cand[members] < 0).all(axis=1)])
     return cand, sims
+
+
+def fixed_rows(assignment: npt.NDArray[np.int64], params: CrossCellParams) -> npt.NDArray[np.bool_]:
+    """Rows the pass never moves: members of clusters above ``max_size`` (no candidates are searched for
+    them, and their representatives are never dropped). Their exact similarities can be computed while the
+    pass runs."""
+    _, inverse, sizes = np.unique(assignment, return_inverse=True, return_counts=True)
+    fixed: npt.NDArray[np.bool_] = sizes[inverse] > params.max_size
+    return fixed
 
 
 def cross_cell_pass(

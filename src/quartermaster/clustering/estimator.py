@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Self
 
 import numpy as np
@@ -32,7 +33,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from quartermaster.clustering.cells import Cells, faiss_single_thread, faiss_threads, split_into_cells
 from quartermaster.clustering.cover import CellCover, cover_cell
-from quartermaster.clustering.crosscell import CrossCellParams, cross_cell_pass
+from quartermaster.clustering.crosscell import CrossCellParams, cross_cell_pass, fixed_rows
 from quartermaster.clustering.errors import ClusteringInputError
 from quartermaster.clustering.jobs import Jobs, resolve_n_jobs
 from quartermaster.clustering.partition import as_attribute_columns, partition_rows
@@ -222,6 +223,15 @@ class GuardrailedClustering:
             t_valid = time.perf_counter()
             assignment = np.empty(n, dtype=np.int64)
             sim32 = np.empty(n, dtype=np.float32)
+            similarity = np.empty(n, dtype=np.float64)  # exact (float64) similarity to the representative
+            scheduled = np.zeros(n, dtype=np.bool_)
+            pending: list[Callable[[], None]] = []
+
+            def cosine(rows: npt.NDArray[np.int64], targets: npt.NDArray[np.int64]) -> None:
+                for start in range(0, rows.size, _SIMILARITY_CHUNK):
+                    chunk = slice(start, start + _SIMILARITY_CHUNK)
+                    similarity[rows[chunk]] = vectors.cosine64(rows[chunk], targets[chunk])
+
             for rows, key in zip(parts.members, parts.keys, strict=True):
                 ts = time.perf_counter()
                 if rows.size <= self.cell_size:
@@ -257,6 +267,10 @@ class GuardrailedClustering:
                         progress("cover", done, n)
                 tx = time.perf_counter()
                 if self.cross_cell and len(members) > 1:
+                    # rows the pass cannot move get their exact similarities on another thread meanwhile
+                    fixed = rows[fixed_rows(assignment[rows], cc_params)]
+                    scheduled[fixed] = True
+                    pending.append(jobs.submit(partial(cosine, fixed, assignment[fixed])))
                     cells = Cells.with_neighbours(members, centroids)
                     assignment[rows], sim32[rows] = cross_cell_pass(
                         vectors, rows, assignment[rows], sim32[rows], cells, alpha, margin,
@@ -270,16 +284,20 @@ class GuardrailedClustering:
             ts = time.perf_counter()
             reps = np.unique(assignment)
             labels = np.searchsorted(reps, assignment).astype(np.int64)
-            similarity = np.empty(n, dtype=np.float64)
+            for wait in pending:
+                wait()
+            rest = np.flatnonzero(~scheduled)
+            finished = int(scheduled.sum())
 
-            def cosine(start: int) -> int:
-                rows = np.arange(start, min(n, start + _SIMILARITY_CHUNK), dtype=np.int64)
-                similarity[rows] = vectors.cosine64(rows, assignment[rows])
-                return int(rows[-1]) + 1
+            def finish(rows: npt.NDArray[np.int64]) -> int:
+                cosine(rows, assignment[rows])
+                return rows.size
 
-            for stop in jobs.map(cosine, range(0, n, _SIMILARITY_CHUNK)):
+            blocks = [rest[i : i + _SIMILARITY_CHUNK] for i in range(0, rest.size, _SIMILARITY_CHUNK)]
+            for size in jobs.map(finish, blocks):
+                finished += size
                 if progress is not None:
-                    progress("similarity", stop, n)
+                    progress("similarity", finished, n)
         sizes = np.bincount(labels, minlength=reps.size).astype(np.int64)
         keep = kept_clusters(sizes, coverage=self.trim_coverage, min_size=self.min_cluster_size)
 

@@ -49,6 +49,14 @@ class Jobs:
             return map(fn, items)
         return self._pool.map(fn, items)
 
+    def submit(self, fn: Callable[[], R]) -> Callable[[], R]:
+        """Start ``fn`` on a worker thread (inline when ``n == 1``); returns a function that waits for and
+        returns its result."""
+        if self._pool is None:
+            result = fn()
+            return lambda: result
+        return self._pool.submit(fn).result
+
     def __enter__(self) -> Self:
         return self
 
