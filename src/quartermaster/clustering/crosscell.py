@@ -247,9 +247,17 @@ def cross_cell_pass(
     order_rows = np.argsort(rep_pos, kind="stable")
     bounds = np.searchsorted(rep_pos[order_rows], np.arange(reps.size + 1)).tolist()
     moved_in: dict[int, list[int]] = {}  # rows moved into a representative that may still be dropped
+    # a cluster with a member that has no candidate but its own representative can never be dropped
+    stuck = np.zeros(reps.size, dtype=np.bool_)
+    stuck[rep_pos[~((cand >= 0) & (cand != rep_pos[:, None])).any(axis=1)]] = True
+    stuck_l = stuck.tolist()
     pos = rep_pos.copy()
     dropped = 0
     for r in np.lexsort((reps, sizes))[: int(droppable.sum())].tolist():
+        if stuck_l[r]:  # the loop below would settle it (rows moved into it stay there)
+            moved_in.pop(r, None)
+            settled[r] = settled_l[r] = True
+            continue
         mem = order_rows[bounds[r] : bounds[r + 1]]
         extra = moved_in.pop(r, None)
         if extra:
