@@ -43,6 +43,7 @@ __all__ = ["CrossCellParams", "cross_cell_pass", "fixed_rows"]
 logger = logging.getLogger(__name__)
 
 _PYTHON_PATH_MAX = 32  # clusters up to this size are checked with plain Python (less overhead than numpy)
+_QUERY_CHUNK = 8192  # query rows per product in the probe step
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,24 @@ def _nearest_cells(
     """The ``p`` nearest centroids of each row among its cell's neighbour cells (BLAS product per cell)."""
     p = min(p, cells.near.shape[1])
     out = np.empty((pos.size, p), dtype=np.int64)
+
+    def top(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.intp]:
+        if p < scores.shape[1]:
+            return np.argpartition(-scores, p - 1, axis=1)[:, :p]
+        return np.argsort(-scores, axis=1)
+
+    if cells.near.shape[1] == len(cells.members):  # every cell neighbours every cell: one product per chunk
+        for start in range(0, pos.size, _QUERY_CHUNK):
+            chunk = pos[start : start + _QUERY_CHUNK]
+            out[start : start + chunk.size] = top(X32[rows[chunk]] @ cells.centroids.T)
+        return out
     order = np.argsort(cell_of[pos], kind="stable")
     bounds = np.searchsorted(cell_of[pos][order], np.arange(len(cells.members) + 1))
 
-    def probe(c: int) -> None:
+    for c in np.flatnonzero(np.diff(bounds)).tolist():
         sel = order[bounds[c] : bounds[c + 1]]
         near = cells.near[c]
-        scores = X32[rows[pos[sel]]] @ cells.centroids[near].T
-        top = np.argpartition(-scores, p - 1, axis=1)[:, :p] if p < near.size else np.argsort(-scores, axis=1)
-        out[sel] = near[top]
-
-    for c in np.flatnonzero(np.diff(bounds)).tolist():
-        probe(c)
+        out[sel] = near[top(X32[rows[pos[sel]]] @ cells.centroids[near].T)]
     return out
 
 
