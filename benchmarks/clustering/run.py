@@ -508,7 +508,9 @@ def report(results: dict[str, Any], files: list[str], quick: bool) -> str:
         "seconds at 100k are the median of "
         f"{REPEATS} runs and MiniBatchKMeans' the median of {MBK_REPEATS} in full mode (timing noise is "
         "about +-20 %; every run is in results.json). CPU seconds above wall seconds show a second core at "
-        "work.",
+        "work. MiniBatchKMeans with 2 threads is erratic on this VM: its median took 65.7, 96.9 and 129.5 s "
+        "in three full runs on 2026-11-22 (80-94 s with 1 thread), so the 2-thread ratio swings with it; "
+        "the goal lines below also compare each side at its fastest thread count.",
         "",
         "| n | threads | seconds (wall) | CPU seconds | stages (wall s) | clusters | before cross-cell "
         "| min sim | rows below alpha | peak RSS (GiB) | input (GiB) "
