@@ -110,7 +110,7 @@ def pool_changed(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    _reconcile_pool(body, spec, status, meta, patch, memo, timer=False)
+    _reconcile_pool(body, spec, status, meta, patch, memo, tick=False)
 
 
 def _reconcile_pool(
@@ -121,16 +121,18 @@ def _reconcile_pool(
     patch: kopf.Patch,
     memo: kopf.Memo,
     *,
-    timer: bool,
+    tick: bool,
 ) -> None:
+    """``tick``: called by the timer, which reconciles only when :meth:`PoolReconciler.due` says so."""
     pools: PoolReconciler = memo.pools
     owner, generation, now = _owner("InferencePool", body), int(meta.get("generation", 0)), _now()
-    if timer:
+    rolling = False  # a rolling re-plan (only a tick can start one)
+    if tick:
         due = pools.due(owner, dict(spec), dict(status), generation, now)
         if due is None:
             return
-        timer = due
-    outcome = pools.reconcile(owner, dict(spec), dict(status), generation, timer=timer, now=now)
+        rolling = due
+    outcome = pools.reconcile(owner, dict(spec), dict(status), generation, timer=rolling, now=now)
     _finish("InferencePool", outcome, body, patch, status)
 
 
@@ -144,7 +146,7 @@ def pool_tick(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    _reconcile_pool(body, spec, status, meta, patch, memo, timer=True)
+    _reconcile_pool(body, spec, status, meta, patch, memo, tick=True)
 
 
 # -- QueryClusterJob ------------------------------------------------------------------------------------
