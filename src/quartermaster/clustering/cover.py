@@ -143,7 +143,7 @@ def _tiles(
         B[i0:i1, i0:] = strip
         B[i1:, i0:i1] = strip[:, i1 - i0 :].T
     if not band:
-        return B, _no_band(), 0
+        return B, _no_band(), computed
     bi, bj, bs = (np.concatenate(parts) for parts in zip(*band, strict=True))
     return B, (bi, bj, bs), computed
 

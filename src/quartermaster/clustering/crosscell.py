@@ -7,7 +7,8 @@ representatives of one partition (attribute-pure, so attributes are always ident
 1. Candidates. Every row of a cluster of at most ``max_size`` rows (the only clusters this pass may remove)
    needs alternatives. Representatives of those clusters probe their ``nprobe`` nearest cells (by centroid,
    among their cell's neighbours) of an inverted file that files each representative under its own cell,
-   and keep their ``neighbors`` most similar representatives (exact top-k per probed cell). The other members
+   and keep their ``neighbors`` most similar representatives with a float32 similarity of at least
+   ``alpha - margin`` (exact products per probed cell; nothing below could pass the check). The other members
    matter only for clusters whose representative found an alternative: they score their representative's
    candidates (one small product per cluster — neighbours of a row are mostly neighbours of its
    representative), and only members left without any are searched like representatives. Every candidate
@@ -63,7 +64,8 @@ def _nearest_cells(
     cells: Cells,
     p: int,
 ) -> npt.NDArray[np.int64]:
-    """The ``p`` nearest centroids of each row among its cell's neighbour cells (BLAS product per cell)."""
+    """The ``p`` nearest centroids of each row among its cell's neighbour cells (one BLAS product per cell, or
+    per chunk of rows when the neighbour lists hold every cell)."""
     p = min(p, cells.near.shape[1])
     out = np.empty((pos.size, p), dtype=np.int64)
 
@@ -243,7 +245,7 @@ def cross_cell_pass(
     rep_pos = np.searchsorted(reps, assignment)
     sizes = np.bincount(rep_pos, minlength=reps.size)
     t0 = time.perf_counter()
-    droppable = sizes <= params.max_size
+    droppable = sizes <= params.max_size  # the rows of the other clusters are :func:`fixed_rows`
     cand, sims = _candidates(vectors, rows, rep_pos, reps, droppable, cells, alpha, margin, params)
     t1 = time.perf_counter()
 
