@@ -39,7 +39,7 @@ import numpy as np
 
 from quartermaster.planner.errors import SolverError
 from quartermaster.planner.greedy import TOL, construct, rate_order, serve_class
-from quartermaster.planner.neighbourhood import bucket_milp, kernel, restricted_milp
+from quartermaster.planner.neighbourhood import bucket_milp, restricted_milp
 from quartermaster.planner.plan import Solution
 from quartermaster.planner.rebalance import consolidate
 from quartermaster.planner.state import Allocation, Context
@@ -343,10 +343,9 @@ def solve_agh(
     clock.append(("improve", time.perf_counter()))
     if use_kernel:
         others = [r[1] for r in feasible]
-        better = restricted_milp(best, others, deadline, seed=seed)
+        better, first = restricted_milp(best, others, deadline, seed=seed)
         clock.append(("kernel MILP", time.perf_counter()))
         if kernel_bucket > 0:
-            first = kernel(ctx, [best, *others], 1, 4, 8, 2)
             try:
                 second, _ = bucket_milp(better or best, first, deadline, seed=seed, size=kernel_bucket)
             except SolverError as exc:  # numerical trouble in the LP: the bucket is an optional extra

@@ -174,14 +174,17 @@ def restricted_milp(
     max_nodes: int = MAX_NODES,
     global_top: int = 8,
     per_model: int = 2,
-) -> Allocation | None:
-    """Solve the MILP over a kernel of options around ``st``; the better allocation or ``None``."""
+) -> tuple[Allocation | None, list[int]]:
+    """Solve the MILP over a kernel of options around ``st`` (:func:`kernel`).
+
+    Returns the better allocation (or ``None``) and the kernel (empty when nothing was solved).
+    """
     ctx = st.ctx
     remaining = deadline - time.perf_counter()
     if ctx.switching or remaining <= 0:
-        return None
+        return None, []
     universe = kernel(ctx, [st, *others], per_class, swap_candidates, global_top, per_model)
-    return _solve_kernel(st, universe, remaining, seed, max_nodes)
+    return _solve_kernel(st, universe, remaining, seed, max_nodes), universe
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ def test_kernel_milp_keeps_feasibility_and_only_improves(
         return
     universe = kernel(ctx, [base], 1, 0, 8, 0)
     assert set(int(o) for o in base.n.nonzero()[0]) <= set(universe)
-    better = restricted_milp(base, [], time.perf_counter() + 30, seed=seed)
+    better, solved = restricted_milp(base, [], time.perf_counter() + 30, seed=seed)
+    assert solved == kernel(ctx, [base], 1, 4, 8, 2)  # the default kernel
     if better is None:
         return
     assert better.is_feasible()
