@@ -215,7 +215,7 @@ def lp_relaxation(
     full LP is solved directly.
     """
     usable: npt.NDArray[np.bool_] = np.asarray(ctx.feasible.any(axis=1), dtype=np.bool_)
-    units = np.where(ctx.rates[None, :] > 0, ctx.rates[None, :] / np.where(ctx.mu > 0, ctx.mu, 1.0), 0.0)
+    units = _units(ctx)
     if initial is None:
         value = np.where(ctx.feasible, ctx.mu, 0.0) / ctx.costs[:, None]
         accurate = ctx.feasible & (ctx.error <= ctx.eps[None, :] + 1e-12)
@@ -243,9 +243,7 @@ def lp_relaxation(
         # Reduced cost of an option outside the LP: its replica price net of the C4/C5 duals against the
         # best LP value per replica-unit of any class it can serve (the capacity dual set to break even).
         price = ctx.costs - ctx.gpus * tier_dual[ctx.tier_of] - ctx.costs * budget_dual
-        value = (
-            relaxation.demand_dual[None, :] + (ctx.error - ctx.eps[None, :]) * relaxation.error_dual[None, :]
-        )
+        value = _unit_value(ctx, relaxation)
         positive = ctx.feasible & (units > 0)
         density = np.where(positive, value / np.where(units > 0, units, 1.0), -np.inf).max(axis=1)
         free_class = (ctx.feasible & (units == 0) & (value > 1e-9)).any(axis=1)
@@ -291,6 +289,23 @@ def _solve_lp(ctx: Context, universe: list[int]) -> tuple[LpRelaxation, FloatArr
     return relaxation, tier_dual, budget_dual
 
 
+def _units(ctx: Context) -> FloatArray:
+    """Replica-units (options x classes) a whole class takes on an option: ``lam_i / mu_oi``."""
+    units: FloatArray = np.where(
+        ctx.rates[None, :] > 0, ctx.rates[None, :] / np.where(ctx.mu > 0, ctx.mu, 1.0), 0.0
+    )
+    return units
+
+
+def _unit_value(ctx: Context, relaxation: LpRelaxation) -> FloatArray:
+    """LP value ($/h, options x classes) of a unit share of a class on an option at the relaxation's duals:
+    ``y_i + (e_oi - eps_i) z_i``."""
+    value: FloatArray = (
+        relaxation.demand_dual[None, :] + (ctx.error - ctx.eps[None, :]) * relaxation.error_dual[None, :]
+    )
+    return value
+
+
 def lp_prices(ctx: Context, relaxation: LpRelaxation) -> FloatArray:
     """Per option: the LP value of the best fill of *one* replica, per $ of that replica (at most 1).
 
@@ -300,8 +315,8 @@ def lp_prices(ctx: Context, relaxation: LpRelaxation) -> FloatArray:
     unit). Unlike the LP's reduced cost of ``n_o`` this sees integer granularity: a big replica that its
     classes fill only partly scores low, a cheap one that many small classes fill scores high.
     """
-    value = relaxation.demand_dual[None, :] + (ctx.error - ctx.eps[None, :]) * relaxation.error_dual[None, :]
-    units = np.where(ctx.rates[None, :] > 0, ctx.rates[None, :] / np.where(ctx.mu > 0, ctx.mu, 1.0), 0.0)
+    value = _unit_value(ctx, relaxation)
+    units = _units(ctx)
     usable = ctx.feasible & (units > 0) & (value > 0)
     density = np.where(usable, value / np.where(units > 0, units, 1.0), 0.0)
     order = np.argsort(-density, axis=1, kind="stable")
