@@ -249,6 +249,11 @@ REPEATS = 5  # our runs take a second; the machine's noise is +-20 %, so the med
 MBK_REPEATS = 3  # MiniBatchKMeans at 100k takes 1.5 min a run: the median of 3 (full mode)
 
 
+def _median_run(runs: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The run of median wall seconds (first element) of an odd number of runs."""
+    return sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+
+
 def scale_worker(n: int, seed: int, mbk: bool, mbk_repeats: int = 1) -> list[dict[str, Any]]:
     """Scale runs in their own process (clean peak memory): one row per thread count."""
     t0 = time.perf_counter()
@@ -261,7 +266,7 @@ def scale_worker(n: int, seed: int, mbk: bool, mbk_repeats: int = 1) -> list[dic
             cpu0 = time.process_time()
             est, seconds = _timed(GuardrailedClustering(0.7, random_state=seed, n_jobs=threads).fit, X)
             runs.append((seconds, time.process_time() - cpu0, est.timings_))
-        seconds, cpu, stages = sorted(runs, key=lambda r: r[0])[len(runs) // 2]  # the median run
+        seconds, cpu, stages = _median_run(runs)
         res: dict[str, Any] = {
             "n": n, "d": X.shape[1], "threads": threads, "repeats": len(runs), "generate_seconds": gen,
             "seconds": seconds, "all_seconds": [r[0] for r in runs], "cpu_seconds": cpu,
@@ -287,7 +292,7 @@ def scale_worker(n: int, seed: int, mbk: bool, mbk_repeats: int = 1) -> list[dic
                     cpu0 = time.process_time()
                     labels, mbk_seconds = _timed(km.fit_predict, unit)
                     mbk_runs.append((mbk_seconds, time.process_time() - cpu0))
-            mbk_seconds, mbk_cpu = sorted(mbk_runs)[len(mbk_runs) // 2]  # the median run
+            mbk_seconds, mbk_cpu = _median_run(mbk_runs)
             res["minibatchkmeans"] = {
                 "seconds": mbk_seconds,
                 "cpu_seconds": mbk_cpu,
