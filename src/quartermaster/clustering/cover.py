@@ -1,25 +1,30 @@
 """Greedy (Johnson-Chvatal) set cover over alpha-balls inside one cell.
 
 Universe: the ``c`` rows of a cell. Sets: ``ball(j) = {i : cos(x_i, x_j) >= alpha}`` for every row ``j`` of
-the cell. Greedy repeatedly picks the row whose ball covers the most still-uncovered rows (ties: lowest
-position), makes it a representative and assigns those rows to it. This is a ``H(c) <= 1 + ln c``
-approximation of the minimum number of representatives for the cell, and every assignment is a ball
-membership, so each member is within cosine ``alpha`` of its representative by construction.
+the cell. Greedy (:mod:`.greedy`) repeatedly picks the row whose ball covers the most still-uncovered rows
+(ties: lowest position), makes it a representative and assigns those rows to it. This is a
+``H(c) <= 1 + ln c`` approximation of the minimum number of representatives for the cell, and every
+assignment is a ball membership, so each member is within cosine ``alpha`` of its representative by
+construction.
 
-The ball matrix is exact but its similarities are not all computed. Every row gets bounds on its angle
-``t`` to the cell's mean direction; by the triangle inequality for angles, ``|t_i - t_j| <= angle(x_i, x_j)
-<= t_i + t_j``, so a pair is certainly inside the balls when ``t_i + t_j <= arccos(alpha)`` and certainly
-outside when ``|t_i - t_j| > arccos(alpha)`` (with float32 error and a slack of 1e-9 rad accounted for, so
-these decisions agree with the exact ones). With rows ordered by angle, a row's certain pairs include a
-prefix (inside) and a suffix (outside) of the order; float32 products are computed only for the columns in
-between, per tile of rows, upper triangle only, and mirrored. On the synthetic benchmark
-data that is 35 % of the ``c x c`` entries, against 50 % for a symmetric product of the whole block; cells
-where the bounds decide too little (real sentence embeddings, usually) get the whole block as before.
-Positions in this module are positions in that order (a greedy tie goes to the row nearest the mean).
+The ball memberships are exact but their similarities are not all computed:
 
+1. :mod:`.peel` splits the cell into parts that no ball crosses (proven by angle bounds to a pivot), and each
+   part is covered on its own — the same greedy choices within each part.
+2. Every row of a part gets bounds on its angle ``t`` to the part's mean direction (:mod:`.angles`);
+   ``|t_i - t_j| <= angle(x_i, x_j) <= t_i + t_j``, so a pair is certainly inside the balls when
+   ``t_i + t_j <= arccos(alpha)`` and certainly outside when ``|t_i - t_j| > arccos(alpha)`` (float32
+   error and a slack of 1e-9 rad accounted for, so these decisions agree with the exact ones). With rows
+   ordered by angle, a row's certain pairs include a prefix (inside) and a suffix (outside) of the order;
+   when they leave at most 35 % of the pairs, float32 products are computed only for the columns in
+   between, per tile of rows, upper triangle only, and mirrored.
+3. Otherwise :func:`~.lazygreedy.lazy_greedy` tries to prove the greedy choices from a few ball rows (one
+   dense family plus outliers needs one ball row and the outliers' columns); if the bounds are too loose
+   (real sentence embeddings, usually) the whole block is one symmetric product, as in the paper.
+
+Positions in this module are positions in the angle order (a greedy tie goes to the row nearest the mean).
 Memory is one ``c x c`` boolean ball matrix plus the ``c x c`` float32 similarities (or one tile of them);
-nothing larger than a cell is ever materialised. Counts are updated incrementally (``O(c^2)`` per cell in
-total).
+nothing larger than a cell is ever materialised.
 """
 
 from __future__ import annotations
@@ -30,18 +35,19 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from quartermaster.clustering.angles import ANGLE_SLACK, angle_bounds, mean_direction
+from quartermaster.clustering.greedy import greedy_set_cover
+from quartermaster.clustering.lazygreedy import Decide, lazy_greedy
+from quartermaster.clustering.peel import peel
 from quartermaster.clustering.similarity import ACCEPT_TOLERANCE, Vectors, decide_pairs
 
-__all__ = ["Balls", "CellCover", "ball_matrix", "cover_cell", "greedy_set_cover"]
+__all__ = ["Balls", "CellCover", "ball_matrix", "cover_cell"]
 
 # Above this fraction of undecided pairs the whole cell block is recomputed in float64 (e.g. alpha = 1 with
 # many duplicate rows), which is cheaper than gathering pairs one by one.
 _FULL_FLOAT64_FRACTION = 0.05
 #: Rows per tile of the similarity products (a BLAS product of ``TILE x (columns needed) x d`` each).
 TILE = 128
-# Slack (radians) on the angle bounds: covers float64 rounding of arccos and sums, so a pair decided by the
-# bounds has an exact cosine at least ~1e-9 away from alpha (the float64 check would decide it the same way).
-_ANGLE_SLACK = 1e-9
 #: Tiles pay off when the bounds leave at most this many pairs (times c^2; a symmetric product computes about
 # c^2 / 2 at the speed of a full one, tiles lose ~20 % to narrower products and mirroring); real sentence
 # embeddings rarely get any pair decided by the bounds, near-duplicate regions get most.
@@ -68,26 +74,6 @@ class CellCover:
     assignment: npt.NDArray[np.int64]  # representative row of every row of the cell (same order as rows)
     similarity32: npt.NDArray[np.float32]  # float32 similarity of every row to its representative
     direction: npt.NDArray[np.float32]  # (d,) unit mean direction of the cell (its centroid for cross-cell)
-
-
-def _angle_bounds(
-    block: npt.NDArray[np.float32], margin: float
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """The rows' unit mean direction, their order by angle to it and lower/upper bounds on each angle (rad).
-
-    The unit mean direction is rounded to float32 once (norm within ``2**-25`` of 1, far inside the slack of
-    ``margin``), so ``margin`` bounds the error of each float32 cosine to it (see :mod:`.similarity`). The
-    angle bounds follow from ``cos - margin <= cos_exact <= cos + margin``.
-    """
-    mean = block.sum(axis=0, dtype=np.float64)
-    norm = float(np.linalg.norm(mean))
-    direction = (mean / norm if norm > 0 else block[0].astype(np.float64)).astype(np.float32)
-    cos = (block @ direction).astype(np.float64)
-    order = np.argsort(-cos, kind="stable")
-    cos = cos[order]
-    lower = np.arccos(np.clip(cos + margin, -1.0, 1.0))
-    upper = np.arccos(np.clip(cos - margin, -1.0, 1.0))
-    return direction, order, lower, upper
 
 
 _Band = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float32]]  # pairs i < j, s32
@@ -148,6 +134,76 @@ def _tiles(
     return B, (bi, bj, bs), computed
 
 
+@dataclass(frozen=True)
+class _Ordered:
+    """A cell's rows in the order of their angle to its mean direction, with what the bounds decide."""
+
+    rows: npt.NDArray[np.int64]  # input rows, in angle order
+    block: npt.NDArray[np.float32]  # (c, d) float32 unit rows in that order
+    direction: npt.NDArray[np.float32]
+    order: npt.NDArray[np.int64]  # position p holds the caller's row rows[order[p]]
+    inside: npt.NDArray[np.int64]  # positions < inside[p] are certainly in p's ball
+    lo: npt.NDArray[np.int64]  # positions < lo[p] or >= hi[p] are certainly outside p's ball
+    hi: npt.NDArray[np.int64]
+    needed: int  # pairs p < q the bounds leave undecided
+
+
+def _ordered(
+    rows: npt.NDArray[np.int64],
+    block: npt.NDArray[np.float32],
+    alpha: float,
+    margin: float,
+    direction: npt.NDArray[np.float32] | None = None,
+) -> _Ordered:
+    """The rows ``rows`` (unit float32 ``block``) in angle order to ``direction`` (default: their mean)."""
+    direction = mean_direction(block) if direction is None else direction
+    order, lower, upper = angle_bounds(block, direction, margin)
+    limit = math.acos(alpha)
+    # row p: certainly inside for positions q with upper_p + upper_q <= limit, certainly outside where
+    # |lower_q - upper_p| or |lower_p - upper_q| >= limit (bounds ascend with the position)
+    inside = np.searchsorted(upper, limit - ANGLE_SLACK - upper, side="right")
+    lo = np.searchsorted(upper, lower - limit - ANGLE_SLACK, side="left")
+    hi = np.searchsorted(lower, upper + limit + ANGLE_SLACK, side="left")
+    c = rows.size
+    needed = int(np.maximum(hi - np.maximum(inside, np.arange(1, c + 1)), 0).sum())
+    return _Ordered(rows[order], block[order], direction, order, inside, lo, hi, needed)
+
+
+def _decider(vectors: Vectors, rows: npt.NDArray[np.int64], alpha: float, margin: float) -> Decide:
+    """Exact decisions for products of the rows ``rows`` (in angle order), float64 inside the band."""
+
+    def decide(
+        S: npt.NDArray[np.float32], p: npt.NDArray[np.int64], q: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        B = alpha + margin <= S
+        bi, bj = np.divmod(np.flatnonzero((alpha - margin <= S) & ~B), S.shape[1])
+        if bi.size:
+            B[bi, bj] = decide_pairs(S[bi, bj], alpha, margin, vectors, rows[p[bi]], rows[q[bj]])
+        return B
+
+    return decide
+
+
+def _balls(
+    vectors: Vectors, cell: _Ordered, alpha: float, margin: float, tile: int, tiled_up_to: float
+) -> Balls:
+    c = cell.rows.size
+    S: npt.NDArray[np.float32] | None = None
+    if cell.needed > tiled_up_to * c * c:
+        S, B, (bi, bj, bs) = _full_block(cell.block, alpha, margin)
+        computed = c * c
+    else:
+        B, (bi, bj, bs), computed = _tiles(cell.block, cell.inside, cell.hi, alpha, margin, tile)
+    if bi.size > _FULL_FLOAT64_FRACTION * c * c / 2:
+        X64 = vectors.unit64(cell.rows)
+        B = alpha - ACCEPT_TOLERANCE <= X64 @ X64.T
+        B &= B.T
+    elif bi.size:
+        B[bi, bj] = B[bj, bi] = decide_pairs(bs, alpha, margin, vectors, cell.rows[bi], cell.rows[bj])
+    np.fill_diagonal(B, True)
+    return Balls(direction=cell.direction, order=cell.order, block=cell.block, B=B, S=S, computed=computed)
+
+
 def ball_matrix(
     vectors: Vectors,
     rows: npt.NDArray[np.int64],
@@ -162,91 +218,8 @@ def ball_matrix(
     Products are tiled when the bounds leave at most ``tiled_up_to * c^2`` pairs, else the whole block is
     computed. Pairs float32 cannot decide are decided in float64 from the raw input (:mod:`.similarity`).
     """
-    block = vectors.unit32[rows]
-    direction, order, lower, upper = _angle_bounds(block, margin)
-    rows, block = rows[order], block[order]
-    c = rows.size
-    limit = math.acos(alpha)
-    # row i: certainly inside for positions < inside[i] (upper_i + upper_j <= limit) and certainly outside
-    # for positions >= outside[i] (lower_j - upper_i >= limit); the columns in between need products
-    inside = np.searchsorted(upper, limit - _ANGLE_SLACK - upper, side="right")
-    outside = np.searchsorted(lower, upper + limit + _ANGLE_SLACK, side="left")
-    needed = int(np.maximum(outside - np.maximum(inside, np.arange(1, c + 1)), 0).sum())  # pairs i < j
-    S: npt.NDArray[np.float32] | None = None
-    if needed > tiled_up_to * c * c:
-        S, B, (bi, bj, bs) = _full_block(block, alpha, margin)
-        computed = c * c
-    else:
-        B, (bi, bj, bs), computed = _tiles(block, inside, outside, alpha, margin, tile)
-    if bi.size > _FULL_FLOAT64_FRACTION * c * c / 2:
-        X64 = vectors.unit64(rows)
-        B = alpha - ACCEPT_TOLERANCE <= X64 @ X64.T
-        B &= B.T
-    elif bi.size:
-        B[bi, bj] = B[bj, bi] = decide_pairs(bs, alpha, margin, vectors, rows[bi], rows[bj])
-    np.fill_diagonal(B, True)
-    return Balls(direction=direction, order=order, block=block, B=B, S=S, computed=computed)
-
-
-def _finish_singletons(
-    B: npt.NDArray[np.bool_],
-    uncovered: npt.NDArray[np.bool_],
-    assignment: npt.NDArray[np.int64],
-    chosen: list[int],
-) -> bool:
-    """The greedy tail once no ball holds two uncovered rows, without a numpy pass per step.
-
-    Every remaining step then covers one row: greedy takes the lowest position ``j`` whose ball still holds an
-    uncovered row ``u`` (counts only fall, so positions are taken in ascending order) and assigns ``u`` to
-    ``j``. Same choices as the step-by-step loop. Returns False (nothing changed) if some ball holds two.
-    """
-    rest = np.flatnonzero(uncovered)
-    sub = B[:, rest]
-    counts = np.count_nonzero(sub, axis=1)
-    if counts.max(initial=0) > 1:
-        return False
-    hit = np.flatnonzero(counts == 1)
-    target = rest[np.argmax(sub[hit], axis=1)]
-    open_rows = uncovered.tolist()
-    for j, u in zip(hit.tolist(), target.tolist(), strict=True):
-        if open_rows[u]:
-            open_rows[u] = False
-            assignment[u] = j
-            chosen.append(j)
-    uncovered[rest] = False
-    return True
-
-
-def greedy_set_cover(B: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Johnson-Chvatal greedy cover of a symmetric ball matrix with a true diagonal.
-
-    Returns the chosen positions (in the order chosen) and, for every position, the chosen position that first
-    covered it.
-    """
-    c = B.shape[0]
-    # B is symmetric: column sums of its bytes are the ball sizes (vectorised; int16 while sizes fit)
-    acc = np.int16 if c < 2**15 else np.int64
-    counts = B.view(np.uint8).sum(axis=0, dtype=acc)
-    uncovered = np.ones(c, dtype=np.bool_)
-    assignment = np.full(c, -1, dtype=np.int64)
-    chosen: list[int] = []
-    remaining = c
-    while remaining > 0:
-        j = int(np.argmax(counts))
-        if counts[j] <= 1 and _finish_singletons(B, uncovered, assignment, chosen):
-            break
-        newly = np.flatnonzero(B[j] & uncovered)
-        if newly.size == 0:  # only if B were not symmetric: recount exactly (uncovered rows cover themselves)
-            counts = (B & uncovered).sum(axis=1, dtype=acc)
-            continue
-        assignment[newly] = j
-        uncovered[newly] = False
-        remaining -= newly.size
-        counts -= B[newly].view(np.uint8).sum(axis=0, dtype=acc)
-        chosen.append(j)
-    reps = np.asarray(chosen, dtype=np.int64)
-    assignment[reps] = reps  # a representative always belongs to its own cluster
-    return reps, assignment
+    cell = _ordered(rows, vectors.unit32[rows], alpha, margin)
+    return _balls(vectors, cell, alpha, margin, tile, tiled_up_to)
 
 
 def _scores(balls: Balls, reps: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -261,6 +234,44 @@ def _scores(balls: Balls, reps: npt.NDArray[np.int64]) -> npt.NDArray[np.float32
     return scores
 
 
+def _cover_part(
+    vectors: Vectors,
+    cell: _Ordered,
+    alpha: float,
+    margin: float,
+    *,
+    reassign: bool,
+    lazy_first: bool,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Representative row and float32 similarity of every row (in the caller's order), representatives."""
+    c = cell.rows.size
+    lazy = None
+    if lazy_first and cell.needed > TILES_WORTH_IT * c * c:  # a whole block otherwise: try fewer ball rows
+        lazy = lazy_greedy(cell.block, cell.lo, cell.hi, _decider(vectors, cell.rows, alpha, margin))
+    if lazy is None:
+        balls = _balls(vectors, cell, alpha, margin, TILE, TILES_WORTH_IT)
+        reps, assignment = greedy_set_cover(balls.B)
+        scores = _scores(balls, reps)
+    else:
+        reps, assignment, _ = lazy
+        S = cell.block @ cell.block[reps].T
+        inball = _decider(vectors, cell.rows, alpha, margin)(S, np.arange(c), reps)
+        inball[reps, np.arange(reps.size)] = True
+        scores = np.where(inball, S, np.float32(-np.inf))
+    if reassign:
+        pick = np.argmax(scores, axis=1)
+    else:
+        column = np.empty(c, dtype=np.int64)
+        column[reps] = np.arange(reps.size)
+        pick = column[assignment]
+    pick[reps] = np.arange(reps.size)  # a representative always belongs to its own cluster
+    out_assignment = np.empty_like(cell.rows)
+    out_similarity = np.empty(c, dtype=np.float32)
+    out_assignment[cell.order] = cell.rows[reps[pick]]
+    out_similarity[cell.order] = scores[np.arange(c), pick]
+    return out_assignment, out_similarity, cell.rows[reps]
+
+
 def cover_cell(
     vectors: Vectors,
     rows: npt.NDArray[np.int64],
@@ -268,34 +279,34 @@ def cover_cell(
     margin: float,
     *,
     reassign: bool,
+    lazy_first: bool = True,
+    peel_first: bool = True,
 ) -> CellCover:
     """Greedy cover of the cell ``rows``; ``reassign`` moves every row to its most similar representative
-    (ties: the representative chosen first)."""
+    (ties: the representative chosen first).
+
+    ``peel_first`` splits the cell into parts no ball crosses (:mod:`.peel`) and covers each; ``lazy_first``
+    tries :func:`~.lazygreedy.lazy_greedy` before computing a whole block (the same cover, usually with fewer
+    products on near-duplicate regions).
+    """
+    block = vectors.unit32[rows]
+    direction = mean_direction(block)
     if rows.size == 1:
-        return CellCover(
-            representatives=rows.copy(),
-            assignment=rows.copy(),
-            similarity32=np.ones(1, dtype=np.float32),
-            direction=vectors.unit32[rows[0]],
+        return CellCover(rows.copy(), rows.copy(), np.ones(1, dtype=np.float32), direction)
+    parts = peel(block, alpha, margin, direction) if peel_first else [np.arange(rows.size)]
+    if len(parts) == 1:
+        assignment, similarity, reps = _cover_part(
+            vectors, _ordered(rows, block, alpha, margin, direction), alpha, margin,
+            reassign=reassign, lazy_first=lazy_first,
+        )  # fmt: skip
+        return CellCover(np.sort(reps), assignment, similarity, direction)
+    assignment = np.empty_like(rows)
+    similarity = np.empty(rows.size, dtype=np.float32)
+    found = []
+    for part in parts:
+        cell = _ordered(rows[part], block[part], alpha, margin)
+        assignment[part], similarity[part], reps = _cover_part(
+            vectors, cell, alpha, margin, reassign=reassign, lazy_first=lazy_first
         )
-    balls = ball_matrix(vectors, rows, alpha, margin)
-    reps, assignment = greedy_set_cover(balls.B)
-    scores = _scores(balls, reps)
-    if reassign:
-        pick = np.argmax(scores, axis=1)
-    else:
-        column = np.empty(rows.size, dtype=np.int64)
-        column[reps] = np.arange(reps.size)
-        pick = column[assignment]
-    pick[reps] = np.arange(reps.size)  # a representative always belongs to its own cluster
-    by_angle = rows[balls.order]
-    out_assignment = np.empty_like(rows)
-    out_similarity = np.empty(rows.size, dtype=np.float32)
-    out_assignment[balls.order] = by_angle[reps[pick]]
-    out_similarity[balls.order] = scores[np.arange(rows.size), pick]
-    return CellCover(
-        representatives=np.sort(by_angle[reps]),
-        assignment=out_assignment,
-        similarity32=out_similarity,
-        direction=balls.direction,
-    )
+        found.append(reps)
+    return CellCover(np.sort(np.concatenate(found)), assignment, similarity, direction)

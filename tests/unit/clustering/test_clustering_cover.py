@@ -10,7 +10,8 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quartermaster.clustering.cover import ball_matrix, cover_cell, greedy_set_cover
+from quartermaster.clustering.cover import ball_matrix, cover_cell
+from quartermaster.clustering.greedy import greedy_set_cover
 from quartermaster.clustering.similarity import Vectors, decide_pairs, float32_margin
 from quartermaster.clustering.validation import normalized_float32
 
