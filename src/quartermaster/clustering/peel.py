@@ -53,9 +53,10 @@ def peel(
         sub = block[rest] if parts else block
         if parts or direction is None:
             direction = mean_direction(sub)
-        seed = sub[int(np.argmax(sub @ direction))]
-        near = sub[sub @ seed >= alpha]  # a float32 ball is enough to place the pivot
-        order, lower, upper = angle_bounds(sub, mean_direction(near), margin)
+        seed = int(np.argmax(sub @ direction))
+        near = sub @ sub[seed] >= alpha  # a float32 ball is enough to place the pivot
+        near[seed] = True
+        order, lower, upper = angle_bounds(sub, mean_direction(sub[near]), margin)
         gaps = np.flatnonzero(lower[min_part:] - upper[min_part - 1 : -1] > limit)  # any gap is a valid cut
         if gaps.size == 0:
             break
