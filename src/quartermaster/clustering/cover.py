@@ -158,6 +158,19 @@ def _ordered(
     """The rows ``rows`` (unit float32 ``block``) in angle order to ``direction`` (default: their mean)."""
     direction = mean_direction(block) if direction is None else direction
     order, lower, upper = angle_bounds(block, direction, margin)
+    return _with_bounds(rows[order], block[order], direction, order, lower, upper, alpha)
+
+
+def _with_bounds(
+    rows: npt.NDArray[np.int64],
+    block: npt.NDArray[np.float32],
+    direction: npt.NDArray[np.float32],
+    order: npt.NDArray[np.int64],
+    lower: npt.NDArray[np.float64],
+    upper: npt.NDArray[np.float64],
+    alpha: float,
+) -> _Ordered:
+    """``rows``/``block`` already in angle order to ``direction``, with ascending bounds on each angle."""
     limit = math.acos(alpha)
     # row p: certainly inside for positions q with upper_p + upper_q <= limit, certainly outside where
     # |lower_q - upper_p| or |lower_p - upper_q| >= limit (bounds ascend with the position)
@@ -166,7 +179,7 @@ def _ordered(
     hi = np.searchsorted(lower, upper + limit + ANGLE_SLACK, side="left")
     c = rows.size
     needed = int(np.maximum(hi - np.maximum(inside, np.arange(1, c + 1)), 0).sum())
-    return _Ordered(rows[order], block[order], direction, order, inside, lo, hi, needed)
+    return _Ordered(rows, block, direction, order, inside, lo, hi, needed)
 
 
 def _decider(vectors: Vectors, rows: npt.NDArray[np.int64], alpha: float, margin: float) -> Decide:
@@ -293,20 +306,30 @@ def cover_cell(
     direction = mean_direction(block)
     if rows.size == 1:
         return CellCover(rows.copy(), rows.copy(), np.ones(1, dtype=np.float32), direction)
-    parts = peel(block, alpha, margin, direction) if peel_first else [np.arange(rows.size)]
-    if len(parts) == 1:
+    cell = _ordered(rows, block, alpha, margin, direction)
+    c = rows.size
+    # cells the bounds already decide mostly are cheap as they are; the others may split
+    parts = (
+        peel(block, alpha, margin, direction) if peel_first and cell.needed > TILES_WORTH_IT * c * c else []
+    )
+    if len(parts) <= 1:
         assignment, similarity, reps = _cover_part(
-            vectors, _ordered(rows, block, alpha, margin, direction), alpha, margin,
-            reassign=reassign, lazy_first=lazy_first,
-        )  # fmt: skip
+            vectors, cell, alpha, margin, reassign=reassign, lazy_first=lazy_first
+        )
         return CellCover(np.sort(reps), assignment, similarity, direction)
     assignment = np.empty_like(rows)
-    similarity = np.empty(rows.size, dtype=np.float32)
+    similarity = np.empty(c, dtype=np.float32)
     found = []
     for part in parts:
-        cell = _ordered(rows[part], block[part], alpha, margin)
-        assignment[part], similarity[part], reps = _cover_part(
-            vectors, cell, alpha, margin, reassign=reassign, lazy_first=lazy_first
+        at = part.positions
+        if part.pivot is None or part.lower is None or part.upper is None:
+            piece = _ordered(rows[at], block[at], alpha, margin)
+        else:  # peeled rows come in angle order to the part's pivot, with their bounds
+            piece = _with_bounds(
+                rows[at], block[at], part.pivot, np.arange(at.size), part.lower, part.upper, alpha
+            )
+        assignment[at], similarity[at], reps = _cover_part(
+            vectors, piece, alpha, margin, reassign=reassign, lazy_first=lazy_first
         )
         found.append(reps)
     return CellCover(np.sort(np.concatenate(found)), assignment, similarity, direction)

@@ -19,18 +19,29 @@ go to the row nearest its part's mean direction.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from quartermaster.clustering.angles import ANGLE_SLACK, angle_bounds, mean_direction
 
-__all__ = ["MIN_PART", "peel"]
+__all__ = ["MIN_PART", "Part", "peel"]
 
 #: Peeling stops when the rest has fewer rows than this, or a peeled part would be smaller.
 MIN_PART = 32
-#: At most this many parts are peeled off a cell (each costs three matrix-vector products of the rest).
+#: At most this many parts are peeled off a cell (each costs a few matrix-vector products of the rest).
 MAX_PEELS = 12
+
+
+@dataclass(frozen=True)
+class Part:
+    """Rows of a cell no ball crosses; a peeled part comes with its rows' angle bounds to its pivot."""
+
+    positions: npt.NDArray[np.int64]  # positions in the cell; in angle order to ``pivot`` when it is set
+    pivot: npt.NDArray[np.float32] | None = None  # None for the rest (not ordered)
+    lower: npt.NDArray[np.float64] | None = None  # bounds on each row's angle to the pivot, ascending
+    upper: npt.NDArray[np.float64] | None = None
 
 
 def peel(
@@ -41,14 +52,14 @@ def peel(
     *,
     min_part: int = MIN_PART,
     max_peels: int = MAX_PEELS,
-) -> list[npt.NDArray[np.int64]]:
-    """Positions of ``block``'s rows split into parts no alpha-ball crosses (the last part is the rest).
+) -> list[Part]:
+    """``block``'s rows split into parts no alpha-ball crosses (the last part is the rest).
 
     ``direction`` is the rows' :func:`~.angles.mean_direction` if the caller has it already.
     """
     limit = math.acos(alpha) + ANGLE_SLACK
     rest = np.arange(block.shape[0], dtype=np.int64)
-    parts: list[npt.NDArray[np.int64]] = []
+    parts: list[Part] = []
     while len(parts) < max_peels and rest.size >= 2 * min_part:
         sub = block[rest] if parts else block
         if parts or direction is None:
@@ -56,12 +67,13 @@ def peel(
         seed = int(np.argmax(sub @ direction))
         near = sub @ sub[seed] >= alpha  # a float32 ball is enough to place the pivot
         near[seed] = True
-        order, lower, upper = angle_bounds(sub, mean_direction(sub[near]), margin)
+        pivot = mean_direction(sub[near])
+        order, lower, upper = angle_bounds(sub, pivot, margin)
         gaps = np.flatnonzero(lower[min_part:] - upper[min_part - 1 : -1] > limit)  # any gap is a valid cut
         if gaps.size == 0:
             break
         cut = int(gaps[0]) + min_part
-        parts.append(rest[order[:cut]])
+        parts.append(Part(rest[order[:cut]], pivot, lower[:cut], upper[:cut]))
         rest = rest[order[cut:]]
-    parts.append(rest)
+    parts.append(Part(rest))
     return parts

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows processed per chunk when scanning or normalising (bounds temporary float64 memory to ~50 MB at d=384).
 CHUNK_ROWS = 16384
+# Rows widened to float64 at a time for the norms (fits in L2 at d = 384).
+_WIDEN_ROWS = 512
 #: A float32 input whose row norms all lie within this of 1 is clustered without a normalised copy.
 UNIT_NORM_TOLERANCE = 1e-4
 
@@ -167,8 +169,17 @@ def normalized_float32(
 
     def norms_of(start: int) -> bool:
         block = arr[start : start + CHUNK_ROWS]
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-        all_norms[start : start + len(block)] = norms
+        norms = all_norms[start : start + len(block)]
+        if block.dtype == np.float64:
+            np.einsum("ij,ij->i", block, block, out=norms)
+        else:  # widen a cache-sized piece at a time: ~2x faster than einsum's own casting
+            wide = np.empty((min(_WIDEN_ROWS, len(block)), d), dtype=np.float64)
+            for i in range(0, len(block), _WIDEN_ROWS):
+                part = block[i : i + _WIDEN_ROWS]
+                piece = wide[: len(part)]
+                np.copyto(piece, part, casting="unsafe")
+                np.einsum("ij,ij->i", piece, piece, out=norms[i : i + len(part)])
+        np.sqrt(norms, out=norms)
         return bool(np.isfinite(norms).all() and (norms > 0.0).all())
 
     if not all(jobs.map(norms_of, range(0, n, CHUNK_ROWS))):

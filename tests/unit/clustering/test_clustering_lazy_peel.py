@@ -126,7 +126,7 @@ def test_peeled_parts_are_never_crossed_by_a_ball(
     """In 2-3 dimensions the triangle inequality for angles is nearly tight: a loose gap test would show."""
     vec = _vectors(_families(seed, d, 200, spread, outliers))
     rows = np.arange(200, dtype=np.int64)
-    parts = peel(vec.unit32, alpha, float32_margin(d), min_part=min_part)
+    parts = [part.positions for part in peel(vec.unit32, alpha, float32_margin(d), min_part=min_part)]
     assert sorted(np.concatenate(parts).tolist()) == rows.tolist()
     B = _reference_balls(vec, rows, alpha)
     label = np.empty(200, dtype=np.int64)
@@ -151,16 +151,18 @@ def test_peeling_splits_separated_families_and_the_cover_is_greedy_on_each_part(
     wide[rows] = X
     vec = _vectors(wide)
     margin = float32_margin(d)
-    parts = peel(vec.unit32[rows], 0.7, margin)
+    block = vec.unit32[rows]
+    parts = peel(block, 0.7, margin)
     assert len(parts) >= 4
-    whole = cover_cell(vec, rows, 0.7, margin, reassign=True)
     for lazy in (True, False):
-        assignment = np.empty_like(rows)
-        for part in parts:
-            assignment[part] = cover_cell(
-                vec, rows[part], 0.7, margin, reassign=True, peel_first=False, lazy_first=lazy
-            ).assignment
-        assert assignment.tolist() == whole.assignment.tolist()
+        whole = cover_cell(vec, rows, 0.7, margin, reassign=False, lazy_first=lazy)
+        for part in parts:  # the textbook greedy on the part, ties to the row nearest its pivot (or mean)
+            at = part.positions
+            if part.pivot is None:
+                at = at[angle_bounds(block[at], mean_direction(block[at]), margin)[0]]
+            reps, first = greedy_set_cover(_reference_balls(vec, rows[at], 0.7))
+            assert whole.assignment[at].tolist() == rows[at][first].tolist()
+            assert set(rows[at][reps].tolist()) <= set(whole.representatives.tolist())
     unpeeled = cover_cell(vec, rows, 0.7, margin, reassign=True, peel_first=False, lazy_first=False)
     assert whole.representatives.size == unpeeled.representatives.size
 
@@ -176,5 +178,5 @@ def test_peeling_keeps_a_row_just_inside_the_ball_with_its_family() -> None:
     X = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     vec = _vectors(X)
     parts = peel(vec.unit32, alpha, float32_margin(2), min_part=2)
-    assert sorted(len(p) for p in parts) == [20, 1001]
+    assert sorted(len(p.positions) for p in parts) == [20, 1001]
     assert float(np.cos(angles[999] - near)) >= alpha  # the row really is inside the last family row's ball
