@@ -57,15 +57,14 @@ class CrossCellParams:
 
 
 def _nearest_cells(
-    X32: npt.NDArray[np.float32],
-    rows: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.float32],
     pos: npt.NDArray[np.int64],
     cell_of: npt.NDArray[np.int64],
     cells: Cells,
     p: int,
 ) -> npt.NDArray[np.int64]:
-    """The ``p`` nearest centroids of each row among its cell's neighbour cells (one BLAS product per cell, or
-    per chunk of rows when the neighbour lists hold every cell)."""
+    """The ``p`` nearest centroids of each query (the unit rows of positions ``pos``) among its cell's
+    neighbour cells (one BLAS product per cell, or per chunk of rows when the lists hold every cell)."""
     p = min(p, cells.near.shape[1])
     out = np.empty((pos.size, p), dtype=np.int64)
 
@@ -77,7 +76,7 @@ def _nearest_cells(
     if cells.near.shape[1] == len(cells.members):  # every cell neighbours every cell: one product per chunk
         for start in range(0, pos.size, _QUERY_CHUNK):
             chunk = pos[start : start + _QUERY_CHUNK]
-            out[start : start + chunk.size] = top(X32[rows[chunk]] @ cells.centroids.T)
+            out[start : start + chunk.size] = top(queries[start : start + chunk.size] @ cells.centroids.T)
         return out
     order = np.argsort(cell_of[pos], kind="stable")
     bounds = np.searchsorted(cell_of[pos][order], np.arange(len(cells.members) + 1))
@@ -85,22 +84,21 @@ def _nearest_cells(
     for c in np.flatnonzero(np.diff(bounds)).tolist():
         sel = order[bounds[c] : bounds[c + 1]]
         near = cells.near[c]
-        out[sel] = near[top(X32[rows[pos[sel]]] @ cells.centroids[near].T)]
+        out[sel] = near[top(queries[sel] @ cells.centroids[near].T)]
     return out
 
 
 def _search_probed(
     X32: npt.NDArray[np.float32],
-    rows: npt.NDArray[np.int64],
+    queries: npt.NDArray[np.float32],
     reps: npt.NDArray[np.int64],
     rep_home: npt.NDArray[np.int64],
-    q_pos: npt.NDArray[np.int64],
     probes: npt.NDArray[np.int64],
     k: int,
     floor: float,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Each query row's ``k`` most similar representatives with a float32 similarity ``>= floor`` among those
-    filed under its probed cells (``-1`` / ``-inf`` fill the rest).
+    """Each query's (unit rows ``queries``) ``k`` most similar representatives with a float32 similarity
+    ``>= floor`` among those filed under its probed cells (``-1`` / ``-inf`` fill the rest).
 
     An inverted-file search done per probed cell: all queries probing cell ``j`` are scored at once against
     the representatives filed under ``j``; pairs below ``floor`` (which no check could accept) are dropped
@@ -119,7 +117,7 @@ def _search_probed(
     for j in np.flatnonzero(np.diff(probe_bounds) * np.diff(rep_bounds)).tolist():
         qi = by_cell[probe_bounds[j] : probe_bounds[j + 1]] // p
         pool = rep_order[rep_bounds[j] : rep_bounds[j + 1]]
-        scores = X32[rows[q_pos[qi]]] @ X32[reps[pool]].T
+        scores = queries[qi] @ X32[reps[pool]].T
         a, b = np.divmod(np.flatnonzero(scores >= floor), pool.size)
         found_q.append(qi[a])
         found_r.append(pool[b])
@@ -181,8 +179,9 @@ def _candidates(
     def search(pos: npt.NDArray[np.int64]) -> None:
         if pos.size == 0:
             return
-        probes = _nearest_cells(X32, rows, pos, cell_of, cells, params.nprobe)
-        cand[pos], sims[pos] = _search_probed(X32, rows, reps, rep_home, pos, probes, k, alpha - margin)
+        queries = X32[rows[pos]]  # gathered once: each query is scored against ``nprobe`` cells
+        probes = _nearest_cells(queries, pos, cell_of, cells, params.nprobe)
+        cand[pos], sims[pos] = _search_probed(X32, queries, reps, rep_home, probes, k, alpha - margin)
         verify(pos)
 
     def shortlist(pos: npt.NDArray[np.int64]) -> None:

@@ -82,7 +82,7 @@ def test_probes_are_the_nearest_neighbour_cells(seed: int, neighbors: int, p: in
     directions, _, _ = normalized_float32(rng.standard_normal((20, 8)).astype(np.float32))
     cells = Cells.with_neighbours(members, directions, neighbors)
     pos = np.sort(rng.choice(300, size=50, replace=False))
-    probes = _nearest_cells(X32, rows, pos, cell_of, cells, p)
+    probes = _nearest_cells(X32[rows[pos]], pos, cell_of, cells, p)
     k = min(p, cells.near.shape[1])
     for q, got in zip(pos.tolist(), probes.tolist(), strict=True):
         near = cells.near[cell_of[q]]
