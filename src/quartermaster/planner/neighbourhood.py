@@ -8,9 +8,9 @@ small *kernel* of options: those open in any of the given allocations (AGH passe
 for every open deployment of the best one up to ``per_model`` options of its model on any pool, precision
 or parallel degree and its consolidation swap candidates, for every class the options with the most
 capacity per $ (within its error bound, and regardless of it), and the ``global_top`` best overall. With
-50-80 options HiGHS (10 branch-and-bound nodes, AGH's plan as the incumbent) needs about a second at
-(20,20,20); it does not always prove the kernel's optimum within those nodes. It is deterministic (one
-thread, fixed seed, node limit), and the result is kept only if the full instance check
+50-80 options HiGHS (10 branch-and-bound nodes, cuts at the root only, AGH's plan as the incumbent) needs
+0.1-1.2 s at (20,20,20); it does not always prove the kernel's optimum within those nodes. It is
+deterministic (one thread, fixed seed, node limit), and the result is kept only if the full instance check
 (:meth:`Allocation.is_feasible`) passes and the objective drops.
 
 One *bucket* follows (Kernel Search, Angelelli, Mansini and Speranza 2010): :func:`lp_relaxation` solves
