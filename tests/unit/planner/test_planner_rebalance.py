@@ -14,6 +14,8 @@ from quartermaster.planner.rebalance import Router
 from quartermaster.planner.state import Context
 from quartermaster.planner.synthetic import generate_specs
 
+from .conftest import build, model, pool, qclass
+
 
 def _trials(ctx: Context, universe: list[int], base: dict[int, int], seed: int) -> list[dict[int, int]]:
     """Replica vectors around ``base``: drops, swaps and random perturbations over ``universe``."""
@@ -61,3 +63,32 @@ def test_certificate_skips_infeasible_trials_at_scale(data_dir: Path) -> None:
         assert router.route({**base, big: 0, o: base[o] - 1}) is None
     assert router.skipped >= 1
     assert router.route(base) is not None, "the plan's own replicas route"
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    rates=st.lists(st.sampled_from([0.0, 0.5, 2.0, 6.0, 15.0]), min_size=2, max_size=5),
+    unserved=st.lists(st.sampled_from([0.0, 0.3, 1.0]), min_size=5, max_size=5),
+    counts=st.lists(st.lists(st.integers(0, 3), min_size=8, max_size=8), min_size=12, max_size=12),
+)
+def test_certificates_are_exact_with_unserved_shares_and_zero_rate_classes(
+    rates: list[float], unserved: list[float], counts: list[list[int]]
+) -> None:
+    classes = [
+        qclass(f"c{k}", rate, max_unserved_share=unserved[k], penalty=0.01 if unserved[k] else 0.0)
+        for k, rate in enumerate(rates)
+    ]
+    inst = build(
+        [model("big", error=0.1), model("small", "qwen-0-5b", error=0.4)],
+        [pool("l40s", "L40S", gpus=4), pool("a10g", "A10G", gpus=4)],
+        classes,
+        eps=0.3,
+    )
+    ctx = Context(inst)
+    universe = [int(o) for o in np.flatnonzero(ctx.feasible.any(axis=1))][:8]
+    screened, fresh = Router(ctx, universe), Router(ctx, universe)
+    for row in counts:
+        trial = {o: n for o, n in zip(universe, row, strict=False)}
+        expected = fresh.route(trial)
+        fresh._certificates.clear()
+        assert (screened.route(trial) is None) == (expected is None), trial
