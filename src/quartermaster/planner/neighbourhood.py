@@ -354,8 +354,7 @@ def bucket_milp(
     max_nodes: int = MAX_NODES,
 ) -> tuple[Allocation | None, list[int]]:
     """One bucket of the kernel search: the MILP over the options open in ``st``, their ``swap_candidates``
-    consolidation swap candidates outside ``first_kernel`` (the first kernel MILP has already weighed those
-    inside it against the open options), the LP relaxation's support and the LP-priced bucket
+    consolidation swap candidates, the LP relaxation's support and the LP-priced bucket
     (:func:`lp_bucket` of ``size`` families, minus the options of ``first_kernel``).
 
     Returns the better allocation (or ``None``) and the options of the bucket MILP.
@@ -370,7 +369,7 @@ def bucket_milp(
     for o in (int(p) for p in np.flatnonzero(st.n > 0)):
         universe.add(o)
         if o in st.on:
-            universe.update(t for t in _swap_candidates(ctx, st, o, swap_candidates) if t not in done)
+            universe.update(_swap_candidates(ctx, st, o, swap_candidates))
     options = sorted(universe)
     remaining = deadline - time.perf_counter()
     if remaining <= 0:
