@@ -11,16 +11,18 @@ The ball memberships are exact but their similarities are not all computed:
 
 1. :mod:`.peel` splits the cell into parts that no ball crosses (proven by angle bounds to a pivot), and each
    part is covered on its own — the same greedy choices within each part.
-2. Every row of a part gets bounds on its angle ``t`` to the part's mean direction (:mod:`.angles`);
-   ``|t_i - t_j| <= angle(x_i, x_j) <= t_i + t_j``, so a pair is certainly inside the balls when
-   ``t_i + t_j <= arccos(alpha)`` and certainly outside when ``|t_i - t_j| > arccos(alpha)`` (float32
-   error and a slack of 1e-9 rad accounted for, so these decisions agree with the exact ones). With rows
-   ordered by angle, a row's certain pairs include a prefix (inside) and a suffix (outside) of the order;
-   when they leave at most 35 % of the pairs, float32 products are computed only for the columns in
-   between, per tile of rows, upper triangle only, and mirrored.
-3. Otherwise :func:`~.lazygreedy.lazy_greedy` tries to prove the greedy choices from a few ball rows (one
-   dense family plus outliers needs one ball row and the outliers' columns); if the bounds are too loose
-   (real sentence embeddings, usually) the whole block is one symmetric product, as in the paper.
+2. Every row of a part gets bounds on its angle ``t`` to the part's pivot or mean direction
+   (:mod:`.angles`); ``|t_i - t_j| <= angle(x_i, x_j) <= t_i + t_j``, so a pair is certainly inside the balls
+   when ``t_i + t_j <= arccos(alpha)`` and certainly outside when ``|t_i - t_j| > arccos(alpha)`` (float32
+   error and a slack of 1e-9 rad accounted for, so these decisions agree with the exact ones).
+3. :func:`~.lazygreedy.lazy_greedy` tries to prove the greedy choices from a few ball rows, using those
+   bounds to cap every ball's count (one dense family plus outliers needs one ball row and the outliers'
+   columns).
+4. Otherwise the part's ball matrix is built: with rows ordered by angle, a row's certain pairs include a
+   prefix (inside) and a suffix (outside) of the order; when they leave at most 35 % of the pairs, float32
+   products are computed only for the columns in between, per tile of rows, upper triangle only, and
+   mirrored; else (real sentence embeddings, usually) the whole block is one symmetric product, as in the
+   paper.
 
 Positions in this module are positions in the angle order (a greedy tie goes to the row nearest the mean).
 Memory is one ``c x c`` boolean ball matrix plus the ``c x c`` float32 similarities (or one tile of them);
@@ -259,7 +261,7 @@ def _cover_part(
     """Representative row and float32 similarity of every row (in the caller's order), representatives."""
     c = cell.rows.size
     lazy = None
-    if lazy_first and cell.needed > TILES_WORTH_IT * c * c:  # a whole block otherwise: try fewer ball rows
+    if lazy_first:  # a few ball rows may prove every greedy choice (one family plus outliers)
         lazy = lazy_greedy(cell.block, cell.lo, cell.hi, _decider(vectors, cell.rows, alpha, margin))
     if lazy is None:
         balls = _balls(vectors, cell, alpha, margin, TILE, TILES_WORTH_IT)
@@ -299,20 +301,17 @@ def cover_cell(
     (ties: the representative chosen first).
 
     ``peel_first`` splits the cell into parts no ball crosses (:mod:`.peel`) and covers each; ``lazy_first``
-    tries :func:`~.lazygreedy.lazy_greedy` before computing a whole block (the same cover, usually with fewer
-    products on near-duplicate regions).
+    tries :func:`~.lazygreedy.lazy_greedy` before building a part's ball matrix (the same cover, usually with
+    far fewer products and no ``c x c`` matrix on near-duplicate families).
     """
     block = vectors.unit32[rows]
     direction = mean_direction(block)
     if rows.size == 1:
         return CellCover(rows.copy(), rows.copy(), np.ones(1, dtype=np.float32), direction)
-    cell = _ordered(rows, block, alpha, margin, direction)
     c = rows.size
-    # cells the bounds already decide mostly are cheap as they are; the others may split
-    parts = (
-        peel(block, alpha, margin, direction) if peel_first and cell.needed > TILES_WORTH_IT * c * c else []
-    )
+    parts = peel(block, alpha, margin, direction) if peel_first else []
     if len(parts) <= 1:
+        cell = _ordered(rows, block, alpha, margin, direction)
         assignment, similarity, reps = _cover_part(
             vectors, cell, alpha, margin, reassign=reassign, lazy_first=lazy_first
         )
