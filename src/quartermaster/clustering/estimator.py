@@ -35,6 +35,7 @@ from quartermaster.clustering.cells import Cells, faiss_single_thread, faiss_thr
 from quartermaster.clustering.cover import CellCover, cover_cell
 from quartermaster.clustering.crosscell import CrossCellParams, cross_cell_pass, fixed_rows
 from quartermaster.clustering.errors import ClusteringInputError
+from quartermaster.clustering.forked import fork_map
 from quartermaster.clustering.jobs import Jobs, resolve_n_jobs
 from quartermaster.clustering.partition import as_attribute_columns, partition_rows
 from quartermaster.clustering.similarity import Vectors, float32_margin
@@ -88,8 +89,9 @@ class GuardrailedClustering:
     trim_coverage, min_cluster_size:
         Tail trimming (:mod:`.trim`); ``None`` keeps every cluster.
     n_jobs:
-        Threads for the independent blocks (k-means leaves, cells, row chunks; :mod:`.jobs`): ``None`` = 1,
-        ``-1`` = every CPU. The result does not depend on it.
+        Workers for the independent blocks: threads for k-means leaves and row chunks (:mod:`.jobs`), forked
+        processes for the cell covers where the platform can fork (:mod:`.forked`). ``None`` = 1, ``-1`` =
+        every CPU. The result does not depend on it.
     random_state:
         Seed of the k-means sampling and initialisation.
 
@@ -255,7 +257,8 @@ class GuardrailedClustering:
                 def cover(cell: npt.NDArray[np.int64]) -> CellCover:
                     return cover_cell(vectors, cell, alpha, margin, reassign=self.reassign)
 
-                covers = jobs.map(cover, [members[c] for c in largest_first])
+                # covers hold the GIL most of the time: several workers are processes, not threads
+                covers = fork_map(cover, [members[c] for c in largest_first], n_jobs)
                 for c, cov in zip(largest_first, covers, strict=True):
                     cell = members[c]
                     centroids[c] = cov.direction

@@ -117,13 +117,14 @@ def test_float_attributes_are_rejected() -> None:
 
 
 @pytest.mark.parametrize("n_jobs", [2, 3, -1])
-def test_threads_do_not_change_the_result(blobs: Blobs, n_jobs: int) -> None:
-    """Cells, probed cells and row chunks run on threads; every block computes the same values anyway."""
+def test_workers_do_not_change_the_result(blobs: Blobs, n_jobs: int) -> None:
+    """k-means leaves and row chunks run on threads, cell covers on forked processes; every block computes
+    the same values anyway."""
     X = blobs(6000, 24, k=15, spread=0.6, seed=5)
     attrs = {"lang": np.array(["en", "de"] * 3000)}
     one = GuardrailedClustering(0.75, cell_size=96, random_state=3).fit(X, attrs)
     many = GuardrailedClustering(0.75, cell_size=96, random_state=3, n_jobs=n_jobs).fit(X, attrs)
-    assert one.n_cells_ > 20  # the threaded paths (cells, cover, cross-cell) really ran
+    assert one.n_cells_ > 20  # the parallel paths (cells, cover, row chunks) really ran
     assert one.n_clusters_before_cross_cell_ > one.n_clusters_
     assert np.array_equal(one.labels_, many.labels_)
     assert np.array_equal(one.representatives_, many.representatives_)
