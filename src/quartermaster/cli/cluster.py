@@ -176,7 +176,7 @@ def run_command(
     cross_cell: Annotated[bool, typer.Option(help="Remove representatives redundant across cells.")] = True,
     reassign: Annotated[bool, typer.Option(help="Move rows to their most similar representative.")] = True,
     jobs: Annotated[
-        int, typer.Option(help="Threads (-1: every CPU); the result is the same for any value.")
+        int, typer.Option(help="Workers (-1: every CPU); the result is the same for any value.")
     ] = 1,
     drop_invalid: Annotated[
         bool, typer.Option(help="Drop NaN/inf, zero, null, wrong-dimension rows.")

@@ -67,7 +67,7 @@ class ClusterConfig:
     cell_size: int = DEFAULT_CELL_SIZE
     cross_cell: bool = True
     reassign: bool = True
-    n_jobs: int = 1  # threads; the result does not depend on it (not part of params())
+    n_jobs: int = 1  # workers (threads, forked processes for the covers); the result does not depend on it
 
     def __post_init__(self) -> None:
         check_alpha(self.alpha)
