@@ -252,7 +252,6 @@ def reduction(quick: bool, seed: int) -> dict[str, Any]:
 
 
 THREADS = (1, 2)  # the machine's two cores: each method single-threaded, then with both cores
-REPEATS = 5  # our runs take a second; the machine's noise is +-20 %, so the median of several is reported
 MBK_REPEATS = 3  # MiniBatchKMeans at 100k takes 1.5 min a run: the median of 3 (full mode)
 
 
@@ -262,17 +261,43 @@ def _median_run(runs: list[tuple[Any, ...]]) -> tuple[Any, ...]:
 
 
 def scale_worker(n: int, seed: int, mbk: bool, mbk_repeats: int = 1) -> list[dict[str, Any]]:
-    """Scale runs in their own process (clean peak memory): one row per thread count."""
+    """Scale runs in their own process (clean peak memory): one row per thread count.
+
+    With MiniBatchKMeans, our runs interleave with its runs (ours, then MiniBatchKMeans and ours in turn,
+    then ours once more), so both medians come from the same minutes: this VM's speed drifts by +-30 % over
+    minutes, and timing all of ours first compared different machines. Our peak memory is read after our
+    first runs, before MiniBatchKMeans (and its normalised copy of the input) ever ran in this process.
+    """
     t0 = time.perf_counter()
     X = skewed_mixture(n, seed=seed)
     gen = time.perf_counter() - t0
+
+    def ours(threads: int) -> tuple[float, float, dict[str, float], GuardrailedClustering]:
+        cpu0 = _cpu()
+        est, seconds = _timed(GuardrailedClustering(0.7, random_state=seed, n_jobs=threads).fit, X)
+        return seconds, _cpu() - cpu0, est.timings_, est
+
+    first = {threads: ours(threads) for threads in THREADS}
+    peak = peak_memory_bytes()  # before MiniBatchKMeans runs in this process
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True) if mbk else None
     rows: list[dict[str, Any]] = []
     for threads in THREADS:
-        runs = []
-        for _ in range(REPEATS if mbk else 1):
-            cpu0 = _cpu()
-            est, seconds = _timed(GuardrailedClustering(0.7, random_state=seed, n_jobs=threads).fit, X)
-            runs.append((seconds, _cpu() - cpu0, est.timings_))
+        runs = [first[threads][:3]]
+        mbk_runs: list[tuple[float, float]] = []
+        labels = None
+        est = first[threads][3]
+        if unit is not None:
+            from sklearn.cluster import MiniBatchKMeans
+
+            for _ in range(mbk_repeats):
+                km = MiniBatchKMeans(n_clusters=est.n_clusters_, random_state=seed, n_init=1)
+                with warnings.catch_warnings(), threadpool_limits(threads):
+                    warnings.simplefilter("ignore")
+                    cpu0 = _cpu()
+                    labels, mbk_seconds = _timed(km.fit_predict, unit)
+                    mbk_runs.append((mbk_seconds, _cpu() - cpu0))
+                runs.append(ours(threads)[:3])
+            runs.append(ours(threads)[:3])
         seconds, cpu, stages = _median_run(runs)
         res: dict[str, Any] = {
             "n": n, "d": X.shape[1], "threads": threads, "repeats": len(runs), "generate_seconds": gen,
@@ -281,24 +306,9 @@ def scale_worker(n: int, seed: int, mbk: bool, mbk_repeats: int = 1) -> list[dic
             "clusters": est.n_clusters_, "clusters_before_cross_cell": est.n_clusters_before_cross_cell_,
             "min_similarity": est.min_similarity_,
             "rows_below_alpha": int((est.similarity_ < 0.7 - 1e-12).sum()),
-            "input_bytes": X.nbytes,
+            "input_bytes": X.nbytes, "peak_rss_bytes": peak,
         }  # fmt: skip
-        rows.append(res)
-    peak = peak_memory_bytes()  # before MiniBatchKMeans runs in this process
-    unit = X / np.linalg.norm(X, axis=1, keepdims=True) if mbk else None
-    for res in rows:
-        res["peak_rss_bytes"] = peak
-        if unit is not None:
-            from sklearn.cluster import MiniBatchKMeans
-
-            mbk_runs = []
-            for _ in range(mbk_repeats):
-                km = MiniBatchKMeans(n_clusters=res["clusters"], random_state=seed, n_init=1)
-                with warnings.catch_warnings(), threadpool_limits(res["threads"]):
-                    warnings.simplefilter("ignore")
-                    cpu0 = _cpu()
-                    labels, mbk_seconds = _timed(km.fit_predict, unit)
-                    mbk_runs.append((mbk_seconds, _cpu() - cpu0))
+        if mbk_runs:
             mbk_seconds, mbk_cpu = _median_run(mbk_runs)
             res["minibatchkmeans"] = {
                 "seconds": mbk_seconds,
@@ -307,6 +317,7 @@ def scale_worker(n: int, seed: int, mbk: bool, mbk_repeats: int = 1) -> list[dic
                 "all_seconds": [r[0] for r in mbk_runs],
                 **check(X, np.asarray(labels), 0.7),
             }
+        rows.append(res)
     return rows
 
 
@@ -514,15 +525,15 @@ def report(results: dict[str, Any], files: list[str], quick: bool) -> str:
         "## Scale (synthetic skewed mixtures, 384-d, alpha = 0.7)",
         "",
         "Zipf-weighted Gaussian blobs on the sphere plus 5% one-off noise rows (`synthetic.py`). Each size "
-        "runs in its own process; peak RSS includes the float32 input matrix. Each method runs with 1 "
-        "thread, then with both cores (ours: `n_jobs=2`, threads over k-means leaves, cells and row chunks, "
-        "same result; MiniBatchKMeans: 2 OpenMP/BLAS threads, scikit-learn's default on this machine). Our "
-        "seconds at 100k are the median of "
-        f"{REPEATS} runs and MiniBatchKMeans' the median of {MBK_REPEATS} in full mode (timing noise is "
-        "about +-20 %; every run is in results.json). CPU seconds above wall seconds show a second core at "
-        "work. MiniBatchKMeans with 2 threads is erratic on this VM: its median took 65.7, 96.9 and 129.5 s "
-        "in three full runs on 2026-11-22 (80-94 s with 1 thread), so the 2-thread ratio swings with it; "
-        "the goal lines below also compare each side at its fastest thread count.",
+        "runs in its own process; peak RSS (of the main process) includes the float32 input matrix. Each "
+        "method runs with 1 thread, then with both cores (ours: `n_jobs=2`: threads over k-means leaves and "
+        "row chunks, two forked workers for the cell covers, same result; MiniBatchKMeans: 2 OpenMP/BLAS "
+        "threads, scikit-learn's default on this machine). At 100k our runs interleave with MiniBatchKMeans' "
+        "runs (ours, then MiniBatchKMeans and ours in turn, then ours again), so both medians come from the "
+        "same minutes: this VM's speed drifts by up to +-30 % over minutes. Seconds are medians (ours of "
+        f"{MBK_REPEATS + 2} runs, MiniBatchKMeans' of {MBK_REPEATS} in full mode; every run is in "
+        "results.json). CPU seconds (forked workers included) above wall seconds show a second core at work."
+        f"{_mbk_runs_note(results)}",
         "",
         "| n | threads | seconds (wall) | CPU seconds | stages (wall s) | clusters | before cross-cell "
         "| min sim | rows below alpha | peak RSS (GiB) | input (GiB) "
@@ -580,6 +591,18 @@ def report(results: dict[str, Any], files: list[str], quick: bool) -> str:
     lines += ["", "## Plots", ""] + [f"![{f}]({f})" for f in files]
     lines += ["", "## Goals", "", *results.get("goals", [])]
     return "\n".join(lines) + "\n"
+
+
+def _mbk_runs_note(results: dict[str, Any]) -> str:
+    """Every MiniBatchKMeans and guardrailed run of the scale section, per thread count (they vary a lot)."""
+    parts = []
+    for r in results.get("scale", []):
+        mbk = r.get("minibatchkmeans")
+        if mbk:
+            theirs = ", ".join(f"{s:.1f}" for s in mbk["all_seconds"])
+            ours = ", ".join(f"{s:.2f}" for s in r["all_seconds"])
+            parts.append(f"{r['threads']} thread(s): MiniBatchKMeans {theirs} s, ours {ours} s")
+    return f" Runs at 100k in this report: {'; '.join(parts)}." if parts else ""
 
 
 def findings(results: dict[str, Any]) -> list[str]:
