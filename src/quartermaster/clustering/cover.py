@@ -138,7 +138,7 @@ def _tiles(
 
 @dataclass(frozen=True)
 class _Ordered:
-    """A cell's rows in the order of their angle to its mean direction, with what the bounds decide."""
+    """A cell's (or part's) rows in the order of their angle to a direction, with what the bounds decide."""
 
     rows: npt.NDArray[np.int64]  # input rows, in angle order
     block: npt.NDArray[np.float32]  # (c, d) float32 unit rows in that order
