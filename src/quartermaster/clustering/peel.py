@@ -26,9 +26,9 @@ import numpy.typing as npt
 
 from quartermaster.clustering.angles import ANGLE_SLACK, angle_bounds, mean_direction
 
-__all__ = ["MIN_PART", "Part", "peel"]
+__all__ = ["Part", "peel"]
 
-#: Peeling stops when the rest has fewer rows than this, or a peeled part would be smaller.
+#: A peeled part has at least this many rows, and peeling stops when fewer than twice as many are left.
 MIN_PART = 32
 #: At most this many parts are peeled off a cell (each costs a few matrix-vector products of the rest).
 MAX_PEELS = 12
