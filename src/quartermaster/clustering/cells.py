@@ -32,6 +32,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from quartermaster.clustering.angles import mean_direction
 from quartermaster.clustering.jobs import Jobs
 
 __all__ = ["Cells", "faiss_single_thread", "faiss_threads", "split_into_cells"]
@@ -145,14 +146,6 @@ def _near(centroids: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
     return near
 
 
-def _centroid(X32: npt.NDArray[np.float32], rows: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
-    """The unit mean direction of ``rows`` as a (1, d) centroid."""
-    total = X32[rows].sum(axis=0)  # float32 is plenty for a direction that only guides the search
-    norm = float(np.linalg.norm(total))
-    out: npt.NDArray[np.float32] = (total / norm if norm > 0 else X32[rows[0]])[None, :].astype(np.float32)
-    return out
-
-
 def _group(rows: npt.NDArray[np.int64], labels: npt.NDArray[np.int64], k: int) -> list[npt.NDArray[np.int64]]:
     order = np.lexsort((rows, labels))
     return np.split(rows[order], np.cumsum(np.bincount(labels, minlength=k))[:-1])
@@ -202,7 +195,7 @@ def split_into_cells(
         top = (
             _kmeans(X32, rows, k1, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=rng)
             if k1 > 1
-            else _centroid(X32, rows)
+            else mean_direction(X32[rows])[None, :]
         )
         groups = _group(rows, _nearest(X32, rows, top, jobs), k1)
         # every k-means below gets its own seed, drawn in a fixed order: the split does not depend on n_jobs
@@ -212,7 +205,7 @@ def split_into_cells(
             group = groups[t]
             k2 = min(group.size, math.ceil(group.size / cell_size))
             if k2 <= 1:
-                return _centroid(X32, group)
+                return mean_direction(X32[group])[None, :]
             leaf_rng = np.random.default_rng(group_seeds[t])
             return _kmeans(
                 X32, group, k2, niter=niter, max_points_per_centroid=max_points_per_centroid, rng=leaf_rng
