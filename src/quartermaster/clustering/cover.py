@@ -260,9 +260,10 @@ def _cover_part(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Representative row and float32 similarity of every row (in the caller's order), representatives."""
     c = cell.rows.size
+    decide = _decider(vectors, cell.rows, alpha, margin)
     lazy = None
     if lazy_first:  # a few ball rows may prove every greedy choice (one family plus outliers)
-        lazy = lazy_greedy(cell.block, cell.lo, cell.hi, _decider(vectors, cell.rows, alpha, margin))
+        lazy = lazy_greedy(cell.block, cell.lo, cell.hi, decide)
     if lazy is None:
         balls = _balls(vectors, cell, alpha, margin, TILE, TILES_WORTH_IT)
         reps, assignment = greedy_set_cover(balls.B)
@@ -270,7 +271,7 @@ def _cover_part(
     else:
         reps, assignment, _ = lazy
         S = cell.block @ cell.block[reps].T
-        inball = _decider(vectors, cell.rows, alpha, margin)(S, np.arange(c), reps)
+        inball = decide(S, np.arange(c), reps)
         inball[reps, np.arange(reps.size)] = True
         scores = np.where(inball, S, np.float32(-np.inf))
     if reassign:
@@ -321,12 +322,11 @@ def cover_cell(
     found = []
     for part in parts:
         at = part.positions
-        if part.pivot is None or part.lower is None or part.upper is None:
+        if part.bounds is None:
             piece = _ordered(rows[at], block[at], alpha, margin)
         else:  # peeled rows come in angle order to the part's pivot, with their bounds
-            piece = _with_bounds(
-                rows[at], block[at], part.pivot, np.arange(at.size), part.lower, part.upper, alpha
-            )
+            pivot, lower, upper = part.bounds
+            piece = _with_bounds(rows[at], block[at], pivot, np.arange(at.size), lower, upper, alpha)
         assignment[at], similarity[at], reps = _cover_part(
             vectors, piece, alpha, margin, reassign=reassign, lazy_first=lazy_first
         )

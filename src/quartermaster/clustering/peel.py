@@ -38,10 +38,9 @@ MAX_PEELS = 12
 class Part:
     """Rows of a cell no ball crosses; a peeled part comes with its rows' angle bounds to its pivot."""
 
-    positions: npt.NDArray[np.int64]  # positions in the cell; in angle order to ``pivot`` when it is set
-    pivot: npt.NDArray[np.float32] | None = None  # None for the rest (not ordered)
-    lower: npt.NDArray[np.float64] | None = None  # bounds on each row's angle to the pivot, ascending
-    upper: npt.NDArray[np.float64] | None = None
+    positions: npt.NDArray[np.int64]  # positions in the cell; in angle order to the pivot if peeled
+    # (pivot, lower, upper): the pivot and ascending bounds on each row's angle to it; None for the rest
+    bounds: tuple[npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
 
 
 def peel(
@@ -73,7 +72,7 @@ def peel(
         if gaps.size == 0:
             break
         cut = int(gaps[0]) + min_part
-        parts.append(Part(rest[order[:cut]], pivot, lower[:cut], upper[:cut]))
+        parts.append(Part(rest[order[:cut]], (pivot, lower[:cut], upper[:cut])))
         rest = rest[order[cut:]]
     parts.append(Part(rest))
     return parts

@@ -158,7 +158,7 @@ def test_peeling_splits_separated_families_and_the_cover_is_greedy_on_each_part(
         whole = cover_cell(vec, rows, 0.7, margin, reassign=False, lazy_first=lazy)
         for part in parts:  # the textbook greedy on the part, ties to the row nearest its pivot (or mean)
             at = part.positions
-            if part.pivot is None:
+            if part.bounds is None:
                 at = at[angle_bounds(block[at], mean_direction(block[at]), margin)[0]]
             reps, first = greedy_set_cover(_reference_balls(vec, rows[at], 0.7))
             assert whole.assignment[at].tolist() == rows[at][first].tolist()
