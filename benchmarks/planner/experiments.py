@@ -21,7 +21,7 @@ from quartermaster.planner.milp import solve_milp
 from quartermaster.planner.performance import Reason
 from quartermaster.planner.plan import Plan, build_plan
 from quartermaster.planner.solve import solve
-from quartermaster.planner.state import Context, Mechanisms
+from quartermaster.planner.state import Allocation, Context, Mechanisms
 from quartermaster.planner.synthetic import generate_specs
 from quartermaster.planner.traces import class_rates
 from quartermaster.planner.verify import verify
@@ -139,12 +139,11 @@ def unpruned_row(
                 "all_seconds": [s for _, s in agh]},
     }  # fmt: skip
     for starts in (1, 2):  # the seed's AGH: starts, local search and consolidation, no kernel search
-        runs = [
-            _timed(
-                lambda k=starts: solve_agh(Context(pruned), seed=seed, kernel_milp=False, improve_best=k)[0]
-            )
-            for _ in range(repeats)
-        ]
+
+        def plain(k: int = starts) -> Allocation:
+            return solve_agh(Context(pruned), seed=seed, kernel_milp=False, improve_best=k)[0]
+
+        runs = [_timed(plain) for _ in range(repeats)]
         row[f"agh_no_kernel_{starts}"] = {
             "cost": runs[0][0].objective(), "feasible": runs[0][0].is_feasible(),
             "seconds": float(np.median([s for _, s in runs])),
