@@ -9,8 +9,8 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quartermaster.clustering.angles import ANGLE_SLACK, angle_bounds, mean_direction
-from quartermaster.clustering.cover import cover_cell
+from quartermaster.clustering.angles import angle_bounds, mean_direction
+from quartermaster.clustering.cover import _ordered, cover_cell
 from quartermaster.clustering.greedy import greedy_set_cover
 from quartermaster.clustering.lazygreedy import Decide, lazy_greedy
 from quartermaster.clustering.peel import peel
@@ -62,13 +62,8 @@ def _lazy_inputs(
     vec: Vectors, rows: npt.NDArray[np.int64], alpha: float
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Rows in angle order to their mean, with the range outside which the bounds exclude a ball."""
-    margin = float32_margin(vec.d)
-    block = vec.unit32[rows]
-    order, lower, upper = angle_bounds(block, mean_direction(block), margin)
-    limit = math.acos(alpha) + ANGLE_SLACK
-    lo = np.searchsorted(upper, lower - limit, side="left")
-    hi = np.searchsorted(lower, upper + limit, side="left")
-    return block[order], rows[order], lo, hi
+    cell = _ordered(rows, vec.unit32[rows], alpha, float32_margin(vec.d))
+    return cell.block, cell.rows, cell.lo, cell.hi
 
 
 @settings(max_examples=60, deadline=None)
