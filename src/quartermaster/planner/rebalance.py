@@ -50,17 +50,25 @@ class Router:
         self.ctx = ctx
         self.universe = sorted(universe)
         n_classes = len(ctx.rates)
-        self.pairs = [(int(i), o) for o in self.universe for i in np.flatnonzero(ctx.feasible[o])]
+        # One column per feasible (class, option) pair, option by option: its class, the position of its
+        # option in the universe, its load per share and its error over the bound.
+        pos, cls = np.nonzero(ctx.feasible[self.universe])
+        opt = np.asarray(self.universe, dtype=np.int64)[pos]
+        rates = ctx.rates[cls]
+        self.pairs = list(zip(cls.tolist(), opt.tolist(), strict=True))
+        self._pair_class, self._pair_pos = cls.astype(np.int64), pos.astype(np.int64)
+        self._pair_load = np.where(rates > 0, rates / np.where(rates > 0, ctx.mu[opt, cls], 1.0), 0.0)
+        self._pair_err = ctx.error[opt, cls] - ctx.eps[cls]
         n_x = len(self.pairs)
         self.cap_row = {o: n_classes + r for r, o in enumerate(self.universe)}
         err_base = n_classes + len(self.universe)
         starts, index, value = [0], [], []
-        for i, o in self.pairs:
+        for p, (i, o) in enumerate(self.pairs):
             rows = [i, err_base + i]
-            vals = [1.0, float(ctx.error[o, i] - ctx.eps[i])]
+            vals = [1.0, float(self._pair_err[p])]
             if ctx.rates[i] > 0:
                 rows.insert(1, self.cap_row[o])
-                vals.insert(1, float(ctx.rates[i] / ctx.mu[o, i]))
+                vals.insert(1, float(self._pair_load[p]))
             index.extend(rows)
             value.extend(vals)
             starts.append(len(index))
@@ -94,14 +102,6 @@ class Router:
         self._optimal = highspy.HighsModelStatus.kOptimal
         self._inf = inf
         self.n_x = n_x
-        # Per pair (same order as ``pairs``): class, position of its option in the universe, load per share
-        # and error over the bound.
-        pos, cls = np.nonzero(ctx.feasible[self.universe])
-        opt = np.asarray(self.universe, dtype=np.int64)[pos]
-        rates = ctx.rates[cls]
-        self._pair_class, self._pair_pos = cls.astype(np.int64), pos.astype(np.int64)
-        self._pair_load = np.where(rates > 0, rates / np.where(rates > 0, ctx.mu[opt, cls], 1.0), 0.0)
-        self._pair_err = ctx.error[opt, cls] - ctx.eps[cls]
         self._certificates: list[tuple[float, npt.NDArray[np.float64]]] = []
         self.skipped = 0
 
@@ -112,10 +112,9 @@ class Router:
         """Best routing for ``replicas``: ``(penalty $/h, shares)`` or ``None`` when C1-C3 cannot all hold."""
         n = np.array([replicas.get(o, 0) for o in self.universe], dtype=np.float64)
         capacity = self.ctx.rho * n
-        for constant, mu in self._certificates:
-            if constant - float(mu @ capacity) > CERTIFICATE_TOL * (1.0 + constant + float(mu.sum())):
-                self.skipped += 1
-                return None
+        if any(_proves_infeasible(constant, mu, capacity) for constant, mu in self._certificates):
+            self.skipped += 1
+            return None
         rows = np.array([self.cap_row[o] for o in self.universe], dtype=np.int32)
         self.highs.changeRowsBounds(len(rows), rows, np.full(len(rows), -self._inf), capacity)
         self.highs.run()
@@ -151,9 +150,16 @@ class Router:
             constant = float(
                 lam.sum() - np.maximum(reduced, 0.0).sum() - (np.maximum(lam, 0.0) * self.ctx.zeta).sum()
             )
-            if constant - float(mu @ capacity) > CERTIFICATE_TOL * (1.0 + constant + float(mu.sum())):
+            if _proves_infeasible(constant, mu, capacity):
                 self._certificates.append((constant, mu))
                 return
+
+
+def _proves_infeasible(
+    constant: float, mu: npt.NDArray[np.float64], capacity: npt.NDArray[np.float64]
+) -> bool:
+    """Whether the certificate ``(K, mu)`` of :meth:`Router._learn` rules out ``capacity`` (``rho n``)."""
+    return constant - float(mu @ capacity) > CERTIFICATE_TOL * (1.0 + constant + float(mu.sum()))
 
 
 def _allocation(ctx: Context, replicas: dict[int, int], shares: dict[tuple[int, int], float]) -> Allocation:
